@@ -1,0 +1,3 @@
+"""faafo: the Fractals app, built as small services that scale out."""
+
+__version__ = "2.0.0.dev0"

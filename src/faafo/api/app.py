@@ -1,0 +1,88 @@
+"""The API's app factory: everything a process needs is built here, nothing at import."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+import faafo
+from faafo.api import errors
+from faafo.api.routes import fractals, health, pages, worker
+from faafo.api.services import Services
+from faafo.config import ApiSettings
+from faafo.messaging.publisher import Publisher
+from faafo.store import migrate
+from faafo.store.database import Database, connect
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+
+
+class Reconciler:
+    """Periodically re-publishes tasks that lost their message or their worker."""
+
+    def __init__(self, services: Services, interval: float) -> None:
+        self._services = services
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._services.reconcile()
+            except Exception:  # noqa: BLE001 - keep reconciling after a database hiccup
+                log.warning("reconcile failed; will retry", exc_info=True)
+
+
+def create_app(
+    settings: ApiSettings,
+    *,
+    database: Database | None = None,
+    publisher: Publisher | None = None,
+) -> FastAPI:
+    """Build the API for ``settings``; connections open lazily, migrations run on start-up."""
+    database = database or connect(settings.database_url)
+    publisher = publisher or Publisher(settings.transport_url)
+    services = Services(settings=settings, database=database, publisher=publisher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate:
+            migrate.upgrade(database)
+        reconciler = Reconciler(services, settings.reconcile_interval)
+        reconciler.start()
+        try:
+            yield
+        finally:
+            reconciler.stop()
+            publisher.close()
+            database.dispose()
+
+    app = FastAPI(
+        title="faafo",
+        version=faafo.__version__,
+        summary="The Fractals app: create Julia and Mandelbrot fractal tasks, rendered by workers.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    errors.install(app)
+    for module in (fractals, worker, health, pages):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,272 @@
+"""The v1 REST API of the original (same paths, fields and envelope), plus batches."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import TypeAdapter, ValidationError
+
+from faafo.api import deps
+from faafo.api.body import read_json, read_limited
+from faafo.api.errors import ApiError, clean_errors, describe_validation
+from faafo.api.schemas import (
+    BatchCreated,
+    BatchStatus,
+    FractalOut,
+    FractalPage,
+    ResultMeta,
+    TaskCreate,
+)
+from faafo.api.services import Services
+from faafo.store import fractals as store
+from faafo.store.models import DONE, STATUSES
+
+router = APIRouter()
+Svc = Annotated[Services, Depends(deps.services)]
+
+_task = TypeAdapter(TaskCreate)
+_create_schema = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/TaskCreate"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/TaskCreate"}},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+def _validate_tasks(payload: Any) -> tuple[list[dict], bool]:
+    many = isinstance(payload, list)
+    items = payload if many else [payload]
+    if many and not items:
+        raise ApiError(422, "no tasks given")
+    tasks = []
+    for index, item in enumerate(items):
+        try:
+            tasks.append(_task.validate_python(item).model_dump())
+        except ValidationError as error:
+            errors = clean_errors(error.errors(include_url=False))
+            prefix = f"task {index}: " if many else ""
+            raise ApiError(422, prefix + describe_validation(errors)) from None
+    return tasks, many
+
+
+@router.post(
+    "/v1/fractal",
+    status_code=201,
+    response_model=FractalOut | BatchCreated,
+    openapi_extra=_create_schema,
+    summary="Create one task (an object) or many (an array)",
+    responses={409: {"description": "uuid exists"}, 415: {}, 422: {}},
+)
+async def create_fractals(request: Request, services: Svc) -> JSONResponse:
+    payload = await read_json(request, services.settings.max_request_bytes)
+    tasks, many = _validate_tasks(payload)
+    from starlette.concurrency import run_in_threadpool
+
+    rows = await run_in_threadpool(services.create, tasks)
+    if many:
+        body = BatchCreated(num_results=len(rows), objects=[FractalOut.of(r) for r in rows])
+        return JSONResponse(body.model_dump(mode="json"), status_code=201)
+    record = FractalOut.of(rows[0])
+    return JSONResponse(
+        record.model_dump(mode="json"),
+        status_code=201,
+        headers={"Location": str(request.url_for("get_fractal", uuid=record.uuid))},
+    )
+
+
+@router.get("/v1/fractal", response_model=FractalPage, summary="List fractals, a page at a time")
+def list_fractals(
+    request: Request,
+    response: Response,
+    services: Svc,
+    page: Annotated[int, Query(ge=1)] = 1,
+    results_per_page: Annotated[int, Query(ge=1, le=100)] = 10,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
+    batch: Annotated[str | None, Query(max_length=36)] = None,
+    generated_by: Annotated[str | None, Query(max_length=255)] = None,
+) -> FractalPage:
+    filters = store.Filters(status=status, batch=batch, generated_by=generated_by)
+    with services.database.reading() as session:
+        total = store.count(session, filters)
+        rows = store.page(session, filters, page, results_per_page)
+        objects = [FractalOut.of(r) for r in rows]
+    total_pages = max(1, math.ceil(total / results_per_page))
+    links = []
+    if page < total_pages:
+        links.append(f'<{request.url.include_query_params(page=page + 1)}>; rel="next"')
+    links.append(f'<{request.url.include_query_params(page=total_pages)}>; rel="last"')
+    response.headers["Link"] = ", ".join(links)
+    return FractalPage(num_results=total, objects=objects, page=page, total_pages=total_pages)
+
+
+@router.get("/v1/fractal/{uuid}", response_model=FractalOut, name="get_fractal")
+def get_fractal(uuid: str, services: Svc) -> FractalOut:
+    with services.database.reading() as session:
+        row = store.get(session, uuid)
+        if row is None:
+            raise ApiError(404, f"fractal {uuid} not found")
+        return FractalOut.of(row)
+
+
+@router.delete("/v1/fractal/{uuid}", status_code=204, response_class=Response)
+def delete_fractal(uuid: str, services: Svc) -> Response:
+    with services.database.session() as session:
+        if not store.delete_fractal(session, uuid):
+            raise ApiError(404, f"fractal {uuid} not found")
+    return Response(status_code=204)
+
+
+@router.get("/v1/batch/{batch}", response_model=BatchStatus, summary="Progress of a batch")
+def batch_status(batch: str, services: Svc) -> BatchStatus:
+    with services.database.reading() as session:
+        counts = store.counts_by_status(session, batch=batch)
+    total = sum(counts.values())
+    if not total:
+        raise ApiError(404, f"batch {batch} not found")
+    unfinished = counts.get("queued", 0) + counts.get("running", 0)
+    return BatchStatus(batch=batch, total=total, counts=counts, finished=unfinished == 0)
+
+
+@router.put(
+    "/v1/fractal/{uuid}",
+    summary="Deliver a result: raw PNG bytes (image/png), or the original's JSON",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+            }
+        }
+    },
+)
+async def put_result(
+    uuid: str,
+    request: Request,
+    services: Svc,
+    checksum: Annotated[str | None, Query(min_length=64, max_length=64)] = None,
+    duration: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    generated_by: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+    c_real: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    c_imag: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        png, meta = _legacy_result(uuid, await read_json(request, services.settings.max_upload_bytes))
+    elif content_type == "image/png":
+        png = await read_limited(request, services.settings.max_upload_bytes)
+        if checksum is None or duration is None or generated_by is None:
+            raise ApiError(422, "checksum, duration and generated_by query parameters are required")
+        meta = ResultMeta(
+            uuid=uuid,
+            checksum=checksum,
+            duration=duration,
+            generated_by=generated_by,
+            c_real=c_real,
+            c_imag=c_imag,
+        )
+    else:
+        raise ApiError(415, "expected Content-Type: image/png (or application/json)")
+    from faafo.api.results import accept_results
+
+    outcome = await accept_results(services, [(meta, png, None)])
+    status = outcome[uuid]
+    if status == "unknown":
+        raise ApiError(404, f"fractal {uuid} not found")
+    if status == "failed":
+        raise ApiError(409, f"fractal {uuid} has failed; result refused")
+    return {"uuid": uuid, "result": status}
+
+
+def _legacy_result(uuid: str, payload: Any) -> tuple[bytes, ResultMeta]:
+    """The original worker's PUT: JSON with a base64 image."""
+    if not isinstance(payload, dict) or "image" not in payload:
+        raise ApiError(422, "image: field required")
+    try:
+        png = base64.b64decode(payload["image"], validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise ApiError(422, "image: not valid base64") from None
+    try:
+        meta = ResultMeta(
+            uuid=uuid,
+            checksum=payload.get("checksum", ""),
+            duration=payload.get("duration", 0.0),
+            generated_by=payload.get("generated_by") or "unknown",
+        )
+    except ValidationError as error:
+        raise ApiError(422, describe_validation(clean_errors(error.errors()))) from None
+    return png, meta
+
+
+def _image_response(services: Services, uuid: str, request: Request) -> Response:
+    with services.database.reading() as session:
+        row = store.get(session, uuid)
+        if row is None:
+            raise ApiError(404, f"fractal {uuid} not found")
+        if row.status != DONE:
+            raise ApiError(404, f"fractal {uuid} is {row.status}; no image yet")
+        etag, size = f'"{row.checksum}"', row.size
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        chunks = list(store.image_chunk_numbers(session, uuid))
+        if len(chunks) == 1:
+            data = store.image_chunk(session, uuid, chunks[0])
+            return Response(data, media_type="image/png", headers=headers)
+
+    def stream():  # type: ignore[no-untyped-def]
+        for seq in chunks:
+            with services.database.reading() as chunk_session:
+                yield store.image_chunk(chunk_session, uuid, seq)
+
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(stream(), media_type="image/png", headers=headers)
+
+
+@router.get(
+    "/fractal/{uuid}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {}},
+    summary="The PNG",
+)
+def get_image(uuid: str, request: Request, services: Svc) -> Response:
+    return _image_response(services, uuid, request)
+
+
+@router.get(
+    "/fractal/{uuid}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {}},
+    summary="A small PNG for galleries",
+)
+def get_thumbnail(uuid: str, request: Request, services: Svc) -> Response:
+    with services.database.reading() as session:
+        row = store.get(session, uuid)
+        if row is None or row.status != DONE:
+            raise ApiError(404, f"no thumbnail for {uuid}")
+        etag = f'"t-{row.checksum}"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        data = store.thumbnail(session, uuid)
+    if not data:
+        return _image_response(services, uuid, request)
+    return Response(data, media_type="image/png", headers=headers)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,148 @@
+"""What the API does, independent of HTTP: create, read, claim, store, reconcile.
+
+Routes translate HTTP into calls here; these functions own the transactions
+and the order "commit, then publish" that makes the database the source of
+truth (DESIGN.md, data flow step 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid as uuidlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from faafo.config import ApiSettings
+from faafo.messaging.messages import TaskMessage, bundle
+from faafo.messaging.publisher import Publisher
+from faafo.store import fractals as store
+from faafo.store.database import Database
+from faafo.store.models import Fractal
+
+log = logging.getLogger(__name__)
+
+KINDS = ("julia", "mandelbrot")
+
+
+class InvalidTask(ValueError):
+    """A task that passed the schema but breaks a configured limit."""
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once per process by the app factory."""
+
+    settings: ApiSettings
+    database: Database
+    publisher: Publisher
+
+    # -- creating -----------------------------------------------------------
+
+    def check_limits(self, tasks: list[dict]) -> None:
+        from faafo.engine import KINDS as ENGINE_KINDS
+        from faafo.engine import PALETTES
+
+        limits = self.settings
+        if len(tasks) > limits.max_tasks_per_request:
+            raise InvalidTask(
+                f"{len(tasks)} tasks in one request; the limit is {limits.max_tasks_per_request}"
+            )
+        for index, task in enumerate(tasks):
+            where = f"task {index}: " if len(tasks) > 1 else ""
+            pixels = task["width"] * task["height"]
+            if pixels > limits.max_pixels:
+                raise InvalidTask(
+                    f"{where}{task['width']}x{task['height']} is {pixels} pixels; "
+                    f"the limit is {limits.max_pixels}"
+                )
+            if task["iterations"] > limits.max_iterations:
+                raise InvalidTask(
+                    f"{where}iterations {task['iterations']} exceeds the limit "
+                    f"{limits.max_iterations}"
+                )
+            if task["kind"] not in ENGINE_KINDS:
+                raise InvalidTask(f"{where}kind must be one of {', '.join(ENGINE_KINDS)}")
+            if task["palette"] not in PALETTES:
+                raise InvalidTask(f"{where}palette must be one of {', '.join(PALETTES)}")
+
+    def create(self, tasks: list[dict]) -> list[Fractal]:
+        """Store tasks as queued, commit, then publish them (bundled when small)."""
+        self.check_limits(tasks)
+        rows = []
+        for task in tasks:
+            row = dict(task)
+            row["uuid"] = row.get("uuid") or str(uuidlib.uuid4())
+            if row["kind"] == "julia" and row.get("c_real") is None and row.get("seed") is None:
+                # A seed chosen here makes c the same wherever (and however often)
+                # the task is rendered: every tile and every retry agree.
+                row["seed"] = secrets.randbits(48)  # exact in JSON clients (< 2**53)
+            rows.append(row)
+        now = store.utcnow()
+        with self.database.session() as session:
+            store.insert_tasks(session, rows, now)
+        self.publish_rows(rows)
+        with self.database.reading() as session:
+            return store.get_many(session, [r["uuid"] for r in rows])
+
+    def publish_rows(self, rows: list[dict] | list[Fractal]) -> bool:
+        """Publish and mark published; on failure leave them for the reconciler."""
+        messages = [_message_of(row) for row in rows]
+        groups = list(
+            bundle(messages, self.settings.bundle_cost, self.settings.max_bundle_tasks)
+        )
+        try:
+            self.publisher.publish(groups)
+        except Exception:
+            log.exception("could not publish %d task(s); the reconciler will retry", len(rows))
+            return False
+        with self.database.session() as session:
+            store.mark_published(session, [m.uuid for m in messages], store.utcnow())
+        return True
+
+    # -- reconciling --------------------------------------------------------
+
+    def reconcile(self, limit: int = 1000) -> int:
+        """Re-publish tasks that lost their message or their worker; returns how many."""
+        now = store.utcnow()
+        with self.database.session() as session:
+            expired = store.requeue_expired(session, now)
+        if expired:
+            log.warning("%d task(s) passed their lease; queued again", expired)
+        try:
+            queue_empty = self.publisher.queue_depth() == 0
+        except Exception:
+            log.warning("queue unreachable; reconciling later")
+            return 0
+        grace = timedelta(seconds=self.settings.publish_grace_seconds)
+        with self.database.reading() as session:
+            due = store.to_publish(session, now, grace, limit, queue_empty=queue_empty)
+        if due and self.publish_rows(due):
+            log.info("re-published %d task(s)", len(due))
+            return len(due)
+        return 0
+
+    # -- workers ------------------------------------------------------------
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+
+def _message_of(row: dict | Fractal) -> TaskMessage:
+    get = row.get if isinstance(row, dict) else lambda name, default=None: getattr(row, name, default)
+    return TaskMessage(
+        uuid=get("uuid"),
+        width=get("width"),
+        height=get("height"),
+        iterations=get("iterations"),
+        xa=get("xa"),
+        xb=get("xb"),
+        ya=get("ya"),
+        yb=get("yb"),
+        kind=get("kind") or "julia",
+        palette=get("palette") or "faafo",
+        c_real=get("c_real"),
+        c_imag=get("c_imag"),
+        seed=get("seed"),
+    )

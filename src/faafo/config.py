@@ -1,0 +1,231 @@
+"""Settings for every faafo service: command-line flags > ``FAAFO_*`` environment > INI file > defaults.
+
+The original parsed its configuration at import time, so nothing could be tested
+without editing ``/etc``. Here a settings object is built explicitly by
+:func:`load_settings` and handed to the app factories; importing this module
+does no work.
+
+The INI file keeps the original's layout: options in ``[DEFAULT]`` with the
+same names as the flags (``database_url``, ``bind_port``...). A service also
+reads its own section (``[api]``, ``[worker]``), which wins over ``[DEFAULT]``,
+so one file can configure a whole host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import sys
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = Path("/etc/faafo/faafo.conf")
+DEFAULT_PORT = 8080
+DEFAULT_ENDPOINT_URL = f"http://localhost:{DEFAULT_PORT}"
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (XDG on Linux, Application Support on macOS)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "faafo"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "faafo"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "faafo"
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'faafo.sqlite3'}"
+
+
+def embedded_transport_url(data_dir: Path) -> str:
+    return f"embedded://{Path(data_dir).resolve() / 'queue.sqlite3'}"
+
+
+class _IniSource(PydanticBaseSettingsSource):
+    """Values read from the INI file, below the environment and the flags."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+class CommonSettings(BaseSettings):
+    """Options every service shares."""
+
+    model_config = SettingsConfigDict(env_prefix="FAAFO_", extra="ignore")
+    ini_section: ClassVar[str] = "DEFAULT"
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="directory for the embedded database and queue",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the database (default: SQLite in --data-dir); "
+        "postgresql+psycopg://..., mysql+pymysql://...",
+    )
+    transport_url: str = Field(
+        "",
+        description="kombu URL of the message queue (default: the embedded queue in --data-dir); "
+        "amqp://user:password@host:5672//",
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field("text", description="text or json")
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> CommonSettings:
+        if not self.database_url:
+            self.database_url = embedded_database_url(self.data_dir)
+        if not self.transport_url:
+            self.transport_url = embedded_transport_url(self.data_dir)
+        return self
+
+
+class ApiSettings(CommonSettings):
+    """Options of ``faafo-api``."""
+
+    ini_section: ClassVar[str] = "api"
+
+    listen_address: str = Field("0.0.0.0", description="address the API listens on")
+    bind_port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port of the API")
+    max_pixels: int = Field(
+        100_000_000, ge=1, description="largest width x height a task may ask for"
+    )
+    max_iterations: int = Field(10_000, ge=1, description="largest iteration count a task may ask for")
+    max_tasks_per_request: int = Field(
+        1000, ge=1, description="largest number of tasks one create request may carry"
+    )
+    max_request_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest JSON request body in bytes"
+    )
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="largest result upload in bytes"
+    )
+    bundle_cost: int = Field(
+        20_000_000,
+        ge=0,
+        description="small tasks created together are sent to workers in bundles of at most this "
+        "many pixel-iterations (0 sends every task alone)",
+    )
+    max_bundle_tasks: int = Field(64, ge=1, description="most tasks in one bundle message")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="a running task whose worker stops renewing it for this long "
+        "is sent again",
+    )
+    publish_grace_seconds: float = Field(
+        10.0, gt=0, description="a queued task whose publish is not confirmed after this long is "
+        "published again",
+    )
+    reconcile_interval: float = Field(
+        5.0, gt=0, description="seconds between checks for lost or stuck tasks"
+    )
+    max_attempts: int = Field(5, ge=1, description="deliveries of a task before it is failed")
+    migrate: bool = Field(True, description="apply database migrations on start")
+
+
+class WorkerSettings(CommonSettings):
+    """Options of ``faafo-worker``."""
+
+    ini_section: ClassVar[str] = "worker"
+
+    endpoint_url: str = Field(
+        DEFAULT_ENDPOINT_URL,
+        description="API the worker delivers results to; a comma-separated list fails over "
+        "in order",
+    )
+    name: str = Field("", description="name recorded as generated_by (default: the host name)")
+    concurrency: int = Field(1, ge=1, description="tasks rendered at the same time")
+    render_threads: int = Field(
+        0, ge=0, description="threads per render (0: one per core, shared by all slots)"
+    )
+    upload_timeout: float = Field(60.0, gt=0, description="seconds to wait for one API call")
+    stop_timeout: float = Field(
+        60.0, ge=0, description="on SIGTERM, seconds to finish the tasks in hand before giving "
+        "them back to the queue",
+    )
+    upload_retry_seconds: float = Field(
+        120.0, ge=0, description="how long to keep retrying a result upload before giving the "
+        "task back to the queue",
+    )
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def read_ini(path: Path, section: str) -> dict[str, str]:
+    """Options of ``[DEFAULT]`` overlaid with those of ``[section]``."""
+    parser = configparser.ConfigParser(interpolation=None)
+    with open(path, encoding="utf-8") as handle:
+        parser.read_file(handle)
+    values = dict(parser.defaults())
+    if section != "DEFAULT" and parser.has_section(section):
+        values.update(parser.items(section))
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def load_settings(
+    settings_cls: type[S],
+    flags: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+) -> S:
+    """Build settings from flags, then ``FAAFO_*`` variables, then the INI file.
+
+    ``config_file`` defaults to ``/etc/faafo/faafo.conf`` when that file exists.
+    """
+    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
+    ini = read_ini(config_file, settings_cls.ini_section) if config_file else {}
+
+    class _Configured(settings_cls):  # type: ignore[valid-type, misc]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _IniSource(settings_cls, ini))
+
+    _Configured.__name__ = settings_cls.__name__
+    return _Configured(**(flags or {}))
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[BaseSettings]) -> None:
+    """One ``--flag`` per setting, documented from the field, so ``--help`` lists them all."""
+    parser.add_argument(
+        "--config-file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help=f"INI file with a [DEFAULT] section (default: {DEFAULT_CONFIG_FILE} when present)",
+    )
+    for name, field in settings_cls.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=False)
+        shown = "" if default in ("", None) or callable(default) else f" (default: {default})"
+        parser.add_argument(
+            flag,
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"{field.description or name}{shown}; env FAAFO_{name.upper()}",
+        )
+
+
+def settings_from_args(settings_cls: type[S], args: argparse.Namespace) -> S:
+    """Settings from parsed arguments: only the flags actually given override lower layers."""
+    given = {name: getattr(args, name) for name in settings_cls.model_fields if hasattr(args, name)}
+    return load_settings(settings_cls, given, getattr(args, "config_file", None))

@@ -1,0 +1,121 @@
+"""Runs the whole app on one machine as separate processes: one API, N workers.
+
+The same programs a split deployment runs (``faafo-api``, ``faafo-worker``),
+started with URLs that point at each other, so the laptop exercises the very
+code path of the cloud. A child that crashes is restarted with back-off; the
+worker pool can be resized while running (the autoscaler uses that).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    """Linux: children get SIGTERM if ``faafo up`` itself is killed (even by SIGKILL)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        self.process = subprocess.Popen(self.argv, env=env, preexec_fn=preexec)  # noqa: PLW1509
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class Supervisor:
+    api_argv: list[str]
+    worker_argv: list[str]
+    worker_name_prefix: str
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    stop_timeout: float = 30.0
+    api: Child | None = None
+    workers: list[Child] = field(default_factory=list)
+
+    def start(self, workers: int) -> None:
+        self.api = Child("api", self.api_argv)
+        self.api.start(self.env)
+        self.scale(workers)
+
+    def scale(self, count: int) -> None:
+        """Start or gracefully stop workers until ``count`` run."""
+        while len(self.workers) < count:
+            index = self._free_index()
+            name = f"{self.worker_name_prefix}-w{index}"
+            child = Child(name, [*self.worker_argv, "--name", name])
+            child.start(self.env)
+            self.workers.append(child)
+            log.info("started worker %s", name)
+        while len(self.workers) > count:
+            child = self.workers.pop()
+            self._stop_children([child])
+            log.info("stopped worker %s", child.name)
+
+    def _free_index(self) -> int:
+        used = {int(c.name.rsplit("-w", 1)[1]) for c in self.workers}
+        return next(i for i in range(1, len(used) + 2) if i not in used)
+
+    @property
+    def worker_count(self) -> int:
+        return len(self.workers)
+
+    def check(self) -> None:
+        """Restart children that exited on their own, with back-off."""
+        now = time.monotonic()
+        for child in [c for c in (self.api, *self.workers) if c is not None]:
+            if child.alive() or now < child.next_start:
+                continue
+            code = child.process.returncode if child.process else None
+            if child.next_start == 0.0 or child.process is not None:
+                log.warning("%s exited with %s; restarting", child.name, code)
+                child.restarts += 1
+                child.next_start = now + min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                child.process = None
+                continue
+            child.start(self.env)
+            child.next_start = 0.0
+
+    def _stop_children(self, children: list[Child]) -> None:
+        for child in children:
+            if child.alive():
+                child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.stop_timeout
+        for child in children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", child.name)
+                child.process.kill()
+                child.process.wait()
+
+    def stop(self) -> None:
+        """Workers first (they finish or give back their tasks), then the API."""
+        self._stop_children(self.workers)
+        self.workers.clear()
+        if self.api is not None:
+            self._stop_children([self.api])

@@ -1,0 +1,122 @@
+"""The task message: JSON, one task as the original's field set, or a list of tasks.
+
+A single task is the original body (``uuid``, ``width``, ``height``,
+``iterations``, ``xa``, ``xb``, ``ya``, ``yb``) plus what our workers need to
+render it reproducibly (``kind``, ``palette``, ``c_real``/``c_imag`` or
+``seed``). Small tasks created together travel as one JSON list (a bundle),
+so a thousand 64x64 tasks are a few dozen messages, claims and uploads rather
+than thousands; each bundle is bounded in cost, so prefetch-per-slot still
+spreads the work evenly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class PoisonMessage(ValueError):
+    """A message no worker can ever process; it goes to the dead queue."""
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    uuid: str
+    width: int
+    height: int
+    iterations: int
+    xa: float
+    xb: float
+    ya: float
+    yb: float
+    kind: str = "julia"
+    palette: str = "faafo"
+    c_real: float | None = None
+    c_imag: float | None = None
+    seed: int | None = None
+
+    @property
+    def cost(self) -> int:
+        return self.width * self.height * max(self.iterations, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+_INT_FIELDS = ("width", "height", "iterations")
+_FLOAT_FIELDS = ("xa", "xb", "ya", "yb")
+
+
+def task_from_mapping(data: Mapping[str, Any]) -> TaskMessage:
+    """Validate one task of a message; anything malformed is poison."""
+    if not isinstance(data, Mapping):
+        raise PoisonMessage("a task must be a JSON object")
+    try:
+        uuid = data["uuid"]
+        if not isinstance(uuid, str) or not uuid or len(uuid) > 36:
+            raise PoisonMessage("bad uuid")
+        fields: dict[str, Any] = {"uuid": uuid}
+        for name in _INT_FIELDS:
+            value = data[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PoisonMessage(f"bad {name}: {value!r}")
+            fields[name] = value
+        for name in _FLOAT_FIELDS:
+            fields[name] = _finite(data[name], name)
+    except KeyError as missing:
+        raise PoisonMessage(f"missing field {missing}") from None
+    for name in ("c_real", "c_imag"):
+        if data.get(name) is not None:
+            fields[name] = _finite(data[name], name)
+    if data.get("seed") is not None:
+        if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
+            raise PoisonMessage("bad seed")
+        fields["seed"] = data["seed"]
+    for name in ("kind", "palette"):
+        if data.get(name) is not None:
+            if not isinstance(data[name], str):
+                raise PoisonMessage(f"bad {name}")
+            fields[name] = data[name]
+    return TaskMessage(**fields)
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PoisonMessage(f"bad {name}: {value!r}")
+    return float(value)
+
+
+def decode(body: bytes | str | Any) -> list[TaskMessage]:
+    """The tasks a message carries (one, or a bundle)."""
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise PoisonMessage(f"not JSON: {error}") from None
+    if isinstance(body, list):
+        if not body:
+            raise PoisonMessage("empty bundle")
+        return [task_from_mapping(item) for item in body]
+    return [task_from_mapping(body)]
+
+
+def encode(tasks: list[TaskMessage]) -> str:
+    payload: Any = tasks[0].to_dict() if len(tasks) == 1 else [t.to_dict() for t in tasks]
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def bundle(tasks: Iterable[TaskMessage], max_cost: int, max_tasks: int) -> Iterator[list[TaskMessage]]:
+    """Group consecutive small tasks into messages of bounded cost; big tasks travel alone."""
+    current: list[TaskMessage] = []
+    current_cost = 0
+    for task in tasks:
+        if current and (current_cost + task.cost > max_cost or len(current) >= max_tasks):
+            yield current
+            current, current_cost = [], 0
+        current.append(task)
+        current_cost += task.cost
+    if current:
+        yield current

@@ -1,0 +1,103 @@
+"""SQLAlchemy models: the database is the source of truth for every task.
+
+Images are stored as a sequence of chunks in their own table rather than one
+blob on the fractal row: MySQL/MariaDB refuse packets above
+``max_allowed_packet`` (16 MiB by default) and the largest allowed image is
+bigger than that; chunks also let the API stream a download without holding
+the whole PNG in memory, and keep list queries from touching image bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+
+# Microsecond timestamps everywhere (MySQL's DATETIME defaults to whole seconds,
+# which would make "newest first" ambiguous within a batch).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+CHUNK_SIZE = 1024 * 1024
+
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+STATUSES = (QUEUED, RUNNING, DONE, FAILED)
+UNFINISHED = (QUEUED, RUNNING)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Fractal(Base):
+    """One requested image: the original's fields, plus state, timings and ``c``."""
+
+    __tablename__ = "fractals"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    iterations: Mapped[int] = mapped_column(Integer)
+    xa: Mapped[float] = mapped_column(Double)
+    xb: Mapped[float] = mapped_column(Double)
+    ya: Mapped[float] = mapped_column(Double)
+    yb: Mapped[float] = mapped_column(Double)
+    kind: Mapped[str] = mapped_column(String(16), default="julia")
+    palette: Mapped[str] = mapped_column(String(16), default="faafo")
+    c_real: Mapped[float | None] = mapped_column(Double, nullable=True)
+    c_imag: Mapped[float | None] = mapped_column(Double, nullable=True)
+    seed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    batch: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    published_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    duration: Mapped[float | None] = mapped_column(Double, nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    generated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    url: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    thumbnail: Mapped[bytes | None] = deferred(mapped_column(Blob, nullable=True))
+
+    __table_args__ = (
+        Index("ix_fractals_created", "created_at", "uuid"),
+        Index("ix_fractals_status_created", "status", "created_at"),
+        Index("ix_fractals_batch", "batch"),
+        Index("ix_fractals_generated_by", "generated_by"),
+        Index("ix_fractals_lease", "status", "lease_until"),
+    )
+
+
+class ImageChunk(Base):
+    """Part ``seq`` of a fractal's PNG; concatenated in order they are the file."""
+
+    __tablename__ = "image_chunks"
+
+    fractal_uuid: Mapped[str] = mapped_column(
+        String(36), ForeignKey("fractals.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(Blob)

@@ -1,0 +1,267 @@
+"""The consume -> claim -> render -> deliver -> acknowledge loop.
+
+kombu connections are not thread-safe, so the connection thread only
+receives messages and settles them (ack, requeue, dead-letter); renders run
+in a pool of ``concurrency`` slots and hand back an outcome. With prefetch
+equal to the number of slots, a worker holds no more messages than it can
+render, so a queue of long tasks spreads evenly over workers, and a worker
+added later gets its share at once.
+
+A message is acknowledged only after the API confirmed the result (or said
+the task needs no work: done, failed, deleted). Any failure before that
+leaves the message unacknowledged; the broker gives it to another worker.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from kombu import Consumer, Producer
+from kombu.message import Message
+
+from faafo import logs
+from faafo.config import WorkerSettings
+from faafo.messaging import broker
+from faafo.messaging.messages import PoisonMessage, TaskMessage, decode
+from faafo.messaging.topology import DEAD_EXCHANGE, DEAD_QUEUE, TASK_QUEUE
+from faafo.worker import rendering
+from faafo.worker.api_client import ApiRejected, ApiUnavailable, WorkerApi
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"
+    REQUEUE = "requeue"
+    DEAD = "dead"
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, api: WorkerApi) -> None:
+        self.settings = settings
+        self.api = api
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="slot")
+        self._inflight: dict[Future[tuple[Outcome, str]], Message] = {}
+        self._held: dict[str, float] = {}
+        self._held_lock = threading.Lock()
+        self._lease_seconds = 60.0
+        cores = os.cpu_count() or 1
+        self._threads = settings.render_threads or max(1, cores // settings.concurrency)
+        self.processed = 0
+
+    # -- control ------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Consume until asked to stop, reconnecting to the broker whenever it goes away."""
+        heartbeats = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeats.start()
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                backoff = 0.5
+            except Exception as error:  # noqa: BLE001 - any broker failure: reconnect
+                log.warning(
+                    "queue connection lost (%s: %s); reconnecting in %.1fs",
+                    error.__class__.__name__,
+                    error,
+                    backoff,
+                )
+                # Unsettled messages of a dead connection go back to the queue by
+                # themselves; their results, once delivered, are idempotent.
+                self._inflight.clear()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- the connection thread ----------------------------------------------
+
+    def _consume(self) -> None:
+        connection = broker.connection(self.settings.transport_url)
+        try:
+            connection.ensure_connection(max_retries=1)
+            channel = connection.channel()
+            for queue in (TASK_QUEUE, DEAD_QUEUE):
+                queue(channel).declare()
+            self._dead = Producer(channel, exchange=DEAD_EXCHANGE, routing_key="dead")
+            consumer = Consumer(
+                channel,
+                queues=[TASK_QUEUE],
+                on_message=self._on_message,
+                prefetch_count=self.settings.concurrency,
+                no_ack=False,
+            )
+            consumer.consume()
+            log.info(
+                "consuming from %s with %d slot(s)",
+                broker.redact(self.settings.transport_url),
+                self.settings.concurrency,
+            )
+            while not self._stop.is_set():
+                self._settle()
+                try:
+                    connection.drain_events(timeout=0.05 if self._inflight else 0.5)
+                except TimeoutError:
+                    connection.heartbeat_check()
+            consumer.cancel()
+            self._drain_inflight(connection)
+        finally:
+            try:
+                connection.release()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                log.debug("error releasing connection", exc_info=True)
+
+    def _drain_inflight(self, connection) -> None:  # type: ignore[no-untyped-def]
+        """On stop: finish the tasks in hand (up to stop_timeout), give back the rest."""
+        deadline = time.monotonic() + self.settings.stop_timeout
+        while self._inflight and time.monotonic() < deadline:
+            self._settle(wait=0.1)
+            try:
+                connection.heartbeat_check()
+            except Exception:  # noqa: BLE001
+                break
+        for future, message in list(self._inflight.items()):
+            future.cancel()
+            message.requeue()
+            log.info("gave an unfinished message back to the queue")
+        self._inflight.clear()
+
+    def _on_message(self, message: Message) -> None:
+        future = self._pool.submit(self._process, message.body)
+        self._inflight[future] = message
+
+    def _settle(self, wait: float = 0.0) -> None:
+        if wait and self._inflight:
+            done = [f for f in self._inflight if f.done()]
+            if not done:
+                time.sleep(wait)
+        for future in [f for f in self._inflight if f.done()]:
+            message = self._inflight.pop(future)
+            try:
+                outcome, reason = future.result()
+            except Exception as error:  # noqa: BLE001 - a bug in processing: retry elsewhere
+                log.exception("processing crashed")
+                outcome, reason = Outcome.REQUEUE, str(error)
+            if outcome is Outcome.ACK:
+                message.ack()
+                self.processed += 1
+            elif outcome is Outcome.REQUEUE:
+                message.requeue()
+            else:
+                self._dead.publish(
+                    message.body,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    headers={"x-faafo-reason": reason[:500]},
+                    delivery_mode=2,
+                    declare=[DEAD_QUEUE],
+                )
+                message.ack()
+                log.warning("dead-lettered a message: %s", reason)
+
+    # -- the slots ----------------------------------------------------------
+
+    def _process(self, body: bytes | str) -> tuple[Outcome, str]:
+        try:
+            tasks = decode(body)
+        except PoisonMessage as error:
+            self._report_poison(body, str(error))
+            return Outcome.DEAD, str(error)
+        try:
+            claims = self.api.claim([t.uuid for t in tasks])
+        except (ApiUnavailable, ApiRejected) as error:
+            log.error("could not claim %d task(s): %s", len(tasks), error)
+            return Outcome.REQUEUE, str(error)
+        wanted = {c["uuid"] for c in claims if c["render"]}
+        if claims:
+            self._lease_seconds = float(claims[0].get("lease_seconds", self._lease_seconds))
+        todo = [t for t in tasks if t.uuid in wanted]
+        deliveries, failures = self._render_all(todo)
+        try:
+            if failures:
+                self.api.report_failures(failures)
+            if deliveries:
+                outcome = self.api.deliver(deliveries)
+                log.info("delivered %d result(s): %s", len(deliveries), _summary(outcome))
+        except (ApiUnavailable, ApiRejected) as error:
+            log.error("could not deliver %d result(s): %s", len(deliveries), error)
+            return Outcome.REQUEUE, str(error)
+        finally:
+            self._release(t.uuid for t in todo)
+        return Outcome.ACK, ""
+
+    def _render_all(self, todo: list[TaskMessage]) -> tuple[list, dict[str, str]]:
+        deliveries, failures = [], {}
+        self._hold(t.uuid for t in todo)
+        for task in todo:
+            token = logs.current_task.set(task.uuid)
+            try:
+                deliveries.append(rendering.render(task, self._threads))
+            except Exception as error:  # noqa: BLE001 - the task fails, the worker carries on
+                log.exception("render failed")
+                failures[task.uuid] = f"render failed: {error.__class__.__name__}: {error}"
+            finally:
+                logs.current_task.reset(token)
+        return deliveries, failures
+
+    def _report_poison(self, body: bytes | str, reason: str) -> None:
+        uuid = _sniff_uuid(body)
+        if uuid:
+            try:
+                self.api.report_failures({uuid: f"unusable task message: {reason}"})
+            except (ApiUnavailable, ApiRejected):
+                log.warning("could not report poison task %s", uuid)
+
+    # -- leases -------------------------------------------------------------
+
+    def _hold(self, uuids) -> None:  # type: ignore[no-untyped-def]
+        with self._held_lock:
+            for uuid in uuids:
+                self._held[uuid] = time.monotonic()
+
+    def _release(self, uuids) -> None:  # type: ignore[no-untyped-def]
+        with self._held_lock:
+            for uuid in uuids:
+                self._held.pop(uuid, None)
+
+    def _heartbeat_loop(self) -> None:
+        """Renew the leases of long renders so the reconciler does not take them away."""
+        while not self._stop.wait(max(1.0, self._lease_seconds / 3)):
+            with self._held_lock:
+                uuids = list(self._held)
+            if uuids:
+                try:
+                    self.api.heartbeat(uuids)
+                except (ApiUnavailable, ApiRejected) as error:
+                    log.warning("lease renewal failed: %s", error)
+
+
+def _sniff_uuid(body: bytes | str) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    uuid = data.get("uuid") if isinstance(data, dict) else None
+    return uuid if isinstance(uuid, str) and len(uuid) <= 36 else None
+
+
+def _summary(outcome: dict[str, str]) -> str:
+    counts: dict[str, int] = {}
+    for value in outcome.values():
+        counts[value] = counts.get(value, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+
+
+def default_name() -> str:
+    return socket.gethostname()
