@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -133,6 +133,21 @@ class ApiSettings(CommonSettings):
     )
     max_attempts: int = Field(5, ge=1, description="deliveries of a task before it is failed")
     migrate: bool = Field(True, description="apply database migrations on start")
+    client_token: SecretStr = Field(
+        SecretStr(""), description="token clients need to create and delete (comma-separated "
+        "to accept several); empty: open"
+    )
+    worker_token: SecretStr = Field(
+        SecretStr(""), description="token workers need to claim and deliver (comma-separated); "
+        "empty: open"
+    )
+    private_reads: bool = Field(False, description="reading also needs the client token")
+
+    def client_tokens(self) -> list[str]:
+        return _tokens(self.client_token)
+
+    def worker_tokens(self) -> list[str]:
+        return _tokens(self.worker_token)
 
 
 class WorkerSettings(CommonSettings):
@@ -150,6 +165,7 @@ class WorkerSettings(CommonSettings):
     render_threads: int = Field(
         0, ge=0, description="threads per render (0: one per core, shared by all slots)"
     )
+    worker_token: SecretStr = Field(SecretStr(""), description="token sent to the API")
     upload_timeout: float = Field(60.0, gt=0, description="seconds to wait for one API call")
     stop_timeout: float = Field(
         60.0, ge=0, description="on SIGTERM, seconds to finish the tasks in hand before giving "
@@ -159,6 +175,10 @@ class WorkerSettings(CommonSettings):
         120.0, ge=0, description="how long to keep retrying a result upload before giving the "
         "task back to the queue",
     )
+
+
+def _tokens(secret: SecretStr) -> list[str]:
+    return [t.strip() for t in secret.get_secret_value().split(",") if t.strip()]
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -266,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command in COMMANDS:
-            token = os.environ.get("FAAFO_CLIENT_TOKEN")
-            with FaafoClient(endpoint_of(args), token=token) as client:
+            from faafo.client import credentials
+
+            endpoint = endpoint_of(args)
+            token = os.environ.get("FAAFO_CLIENT_TOKEN") or credentials.lookup(endpoint)
+            with FaafoClient(endpoint, token=token) as client:
                 return COMMANDS[args.command](client, args)
         return args.run(args)
     except (ClientError, UsageError) as error:

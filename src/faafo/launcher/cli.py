@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -30,6 +32,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--listen-address", default="127.0.0.1", help="API address (default 127.0.0.1)")
     up.add_argument("--database-url", help="use this database instead of SQLite")
     up.add_argument("--transport-url", help="use this queue (amqp://...) instead of the embedded one")
+    up.add_argument("--open", action="store_true",
+                    help="no tokens: anyone who reaches the API may create, delete and deliver")
     up.add_argument("--log-format", choices=("text", "json"), default="text")
     up.add_argument("--log-level", default="INFO")
     up.set_defaults(run=run)
@@ -47,6 +51,22 @@ def _wait_ready(url: str, processes: list, timeout: float = 60.0) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def load_or_create_tokens(data_dir: Path) -> dict[str, str]:
+    """Tokens kept with the data, so a restart (and a browser that stored one) keeps working."""
+    path = data_dir / "tokens.json"
+    try:
+        tokens = json.loads(path.read_text())
+        if tokens.get("client_token") and tokens.get("worker_token"):
+            return tokens
+    except (OSError, ValueError):
+        pass
+    tokens = {"client_token": secrets.token_urlsafe(32), "worker_token": secrets.token_urlsafe(32)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(tokens, out)
+    return tokens
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +97,15 @@ def run(args: argparse.Namespace) -> int:
     worker_argv = [sys.executable, "-m", "faafo.worker.main", *common,
                    "--endpoint-url", f"http://127.0.0.1:{args.bind_port}",
                    "--concurrency", str(args.concurrency)]
-    supervisor = Supervisor(api_argv, worker_argv, worker_name_prefix=socket.gethostname())
+    env = dict(os.environ)
+    if not args.open:
+        tokens = load_or_create_tokens(data_dir)
+        env["FAAFO_CLIENT_TOKEN"] = tokens["client_token"]
+        env["FAAFO_WORKER_TOKEN"] = tokens["worker_token"]
+        from faafo.client import credentials
+
+        credentials.remember(url, tokens["client_token"])
+    supervisor = Supervisor(api_argv, worker_argv, worker_name_prefix=socket.gethostname(), env=env)
     stop = threading.Event()
 
     def _on_signal(_signum: int, _frame: object) -> None:

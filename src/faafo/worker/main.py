@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         name,
         timeout=settings.upload_timeout,
         retry_seconds=settings.upload_retry_seconds,
+        token=settings.worker_token.get_secret_value() or None,
     )
     worker = Worker(settings, api)
 

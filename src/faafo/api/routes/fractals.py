@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
 from faafo.api import deps
+from faafo.api.auth import RequireClient, RequireReader, RequireWorker
 from faafo.api.body import read_json, read_limited
 from faafo.api.errors import ApiError, clean_errors, describe_validation
 from faafo.api.schemas import (
@@ -70,6 +70,7 @@ def _validate_tasks(payload: Any) -> tuple[list[dict], bool]:
     response_model=FractalOut | BatchCreated,
     openapi_extra=_create_schema,
     summary="Create one task (an object) or many (an array)",
+    dependencies=[RequireClient],
     responses={409: {"description": "uuid exists"}, 415: {}, 422: {}},
 )
 async def create_fractals(request: Request, services: Svc) -> JSONResponse:
@@ -89,7 +90,12 @@ async def create_fractals(request: Request, services: Svc) -> JSONResponse:
     )
 
 
-@router.get("/v1/fractal", response_model=FractalPage, summary="List fractals, a page at a time")
+@router.get(
+    "/v1/fractal",
+    response_model=FractalPage,
+    summary="List fractals, a page at a time",
+    dependencies=[RequireReader],
+)
 def list_fractals(
     request: Request,
     response: Response,
@@ -114,7 +120,9 @@ def list_fractals(
     return FractalPage(num_results=total, objects=objects, page=page, total_pages=total_pages)
 
 
-@router.get("/v1/fractal/{uuid}", response_model=FractalOut, name="get_fractal")
+@router.get(
+    "/v1/fractal/{uuid}", response_model=FractalOut, name="get_fractal", dependencies=[RequireReader]
+)
 def get_fractal(uuid: str, services: Svc) -> FractalOut:
     with services.database.reading() as session:
         row = store.get(session, uuid)
@@ -123,7 +131,9 @@ def get_fractal(uuid: str, services: Svc) -> FractalOut:
         return FractalOut.of(row)
 
 
-@router.delete("/v1/fractal/{uuid}", status_code=204, response_class=Response)
+@router.delete(
+    "/v1/fractal/{uuid}", status_code=204, response_class=Response, dependencies=[RequireClient]
+)
 def delete_fractal(uuid: str, services: Svc) -> Response:
     with services.database.session() as session:
         if not store.delete_fractal(session, uuid):
@@ -131,7 +141,12 @@ def delete_fractal(uuid: str, services: Svc) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v1/batch/{batch}", response_model=BatchStatus, summary="Progress of a batch")
+@router.get(
+    "/v1/batch/{batch}",
+    response_model=BatchStatus,
+    summary="Progress of a batch",
+    dependencies=[RequireReader],
+)
 def batch_status(batch: str, services: Svc) -> BatchStatus:
     with services.database.reading() as session:
         counts = store.counts_by_status(session, batch=batch)
@@ -145,6 +160,7 @@ def batch_status(batch: str, services: Svc) -> BatchStatus:
 @router.put(
     "/v1/fractal/{uuid}",
     summary="Deliver a result: raw PNG bytes (image/png), or the original's JSON",
+    dependencies=[RequireWorker],
     openapi_extra={
         "requestBody": {
             "content": {
@@ -242,6 +258,7 @@ def _image_response(services: Services, uuid: str, request: Request) -> Response
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {}},
     summary="The PNG",
+    dependencies=[RequireReader],
 )
 def get_image(uuid: str, request: Request, services: Svc) -> Response:
     return _image_response(services, uuid, request)
@@ -252,6 +269,7 @@ def get_image(uuid: str, request: Request, services: Svc) -> Response:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {}},
     summary="A small PNG for galleries",
+    dependencies=[RequireReader],
 )
 def get_thumbnail(uuid: str, request: Request, services: Svc) -> Response:
     with services.database.reading() as session:
@@ -267,6 +285,3 @@ def get_thumbnail(uuid: str, request: Request, services: Svc) -> Response:
         return _image_response(services, uuid, request)
     return Response(data, media_type="image/png", headers=headers)
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))

@@ -14,13 +14,14 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
 from faafo.api import deps
+from faafo.api.auth import RequireWorker
 from faafo.api.errors import ApiError, clean_errors, describe_validation
 from faafo.api.results import accept_results
 from faafo.api.schemas import ClaimOut, ClaimRequest, FailureReport, ResultMeta
 from faafo.api.services import Services
 from faafo.store import fractals as store
 
-router = APIRouter(prefix="/v1/worker", tags=["worker"])
+router = APIRouter(prefix="/v1/worker", tags=["worker"], dependencies=[RequireWorker])
 Svc = Annotated[Services, Depends(deps.services)]
 _metas = TypeAdapter(list[ResultMeta])
 
