@@ -21,7 +21,8 @@ def small_tasks(batch: str, count: int) -> list[dict]:
 
 
 def run_pipeline(tmp_path, database_url: str, transport_url: str, apis: int = 1) -> None:
-    cluster = Cluster(database_url, transport_url, tmp_path, tmp_path / "data")
+    cluster = Cluster(database_url, transport_url, tmp_path, tmp_path / "data",
+                      extra_api_args=["--max-bundle-tasks", "4"])
     try:
         for _ in range(apis):
             cluster.start_api()

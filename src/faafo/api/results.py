@@ -19,9 +19,19 @@ THUMBNAIL_SIDE = 256
 _THUMBNAIL_SOURCE_LIMIT = 8 * 1024 * 1024
 
 
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from the PNG header, without decoding the image."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
 def make_thumbnail(png: bytes) -> bytes | None:
-    """A small PNG for the gallery; skipped for huge images (their workers send one)."""
-    if len(png) > _THUMBNAIL_SOURCE_LIMIT:
+    """A small PNG for the gallery, when the image is larger than one.
+
+    None for an image that already fits (it is served as its own thumbnail)
+    and for huge images (their workers send one).
+    """
+    width, height = png_size(png)
+    if max(width, height) <= THUMBNAIL_SIDE or len(png) > _THUMBNAIL_SOURCE_LIMIT:
         return None
     from PIL import Image
 
@@ -65,7 +75,12 @@ async def accept_results(
             )
             for meta, png, thumbnail in items
         ]
-        with services.database.session() as session:
-            return store.store_results(session, results, store.utcnow())
+        for _ in range(5):
+            try:
+                with services.database.session() as session:
+                    return store.store_results(session, results, store.utcnow())
+            except store.ConcurrentDelivery:
+                log.info("a concurrent delivery won a race; storing the batch again")
+        raise ApiError(503, "results kept colliding with concurrent deliveries; retry")
 
     return await run_in_threadpool(_store)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Double, LargeBinary, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from faafo.store.models import (
@@ -225,41 +225,73 @@ def store_results(session: Session, results: Iterable[Result], now: datetime) ->
 
     The status flip and the image rows are one transaction, and the flip only
     happens from an unfinished state, so a second delivery of the same result
-    (a redelivered message, a retried upload) changes nothing.
+    (a redelivered message, a retried upload) changes nothing. The flips of a
+    whole batch go to the database as one statement (executemany); should a
+    concurrent delivery win a row meanwhile, the batch is redone row by row.
     """
-    outcome: dict[str, str] = {}
-    chunk_rows: list[dict] = []
-    for result in results:
-        flipped = session.execute(
-            update(Fractal)
-            .where(Fractal.uuid == result.uuid, Fractal.status.in_(UNFINISHED))
-            .values(
-                status=DONE,
-                error=None,
-                finished_at=now,
-                lease_until=None,
-                started_at=func.coalesce(Fractal.started_at, now),
-                duration=result.duration,
-                size=len(result.png),
-                checksum=result.checksum,
-                generated_by=result.generated_by,
-                c_real=func.coalesce(Fractal.c_real, result.c_real),
-                c_imag=func.coalesce(Fractal.c_imag, result.c_imag),
-                thumbnail=result.thumbnail,
-            )
-        ).rowcount
-        if flipped:
-            outcome[result.uuid] = "stored"
-            chunk_rows += [
-                {"fractal_uuid": result.uuid, "seq": seq, "data": result.png[start : start + CHUNK_SIZE]}
-                for seq, start in enumerate(range(0, max(len(result.png), 1), CHUNK_SIZE))
-            ]
-        else:
-            status = session.scalar(select(Fractal.status).where(Fractal.uuid == result.uuid))
-            outcome[result.uuid] = {None: "unknown", DONE: "duplicate"}.get(status, status or "")
-    if chunk_rows:
-        session.execute(insert(ImageChunk), chunk_rows)
+    results = list({r.uuid: r for r in results}.values())
+    status_of = {
+        uuid: status
+        for part in _chunks([r.uuid for r in results])
+        for uuid, status in session.execute(
+            select(Fractal.uuid, Fractal.status).where(Fractal.uuid.in_(part))
+        )
+    }
+    outcome = {r.uuid: {None: "unknown", DONE: "duplicate"}.get(status_of.get(r.uuid), "")
+               for r in results}
+    todo = [r for r in results if status_of.get(r.uuid) in UNFINISHED]
+    for r in results:
+        if not outcome[r.uuid] and r not in todo:
+            outcome[r.uuid] = status_of[r.uuid]
+    if not todo:
+        return outcome
+    statement = (
+        update(Fractal)
+        .where(
+            Fractal.uuid == bindparam("b_uuid"),
+            # no IN (...): expanding parameters cannot be used with executemany
+            or_(Fractal.status == QUEUED, Fractal.status == RUNNING),
+        )
+        .values(
+            status=DONE,
+            error=None,
+            finished_at=now,
+            lease_until=None,
+            started_at=func.coalesce(Fractal.started_at, now),
+            duration=bindparam("b_duration"),
+            size=bindparam("b_size"),
+            checksum=bindparam("b_checksum"),
+            generated_by=bindparam("b_generated_by"),
+            c_real=func.coalesce(Fractal.c_real, bindparam("b_c_real", type_=Double)),
+            c_imag=func.coalesce(Fractal.c_imag, bindparam("b_c_imag", type_=Double)),
+            thumbnail=bindparam("b_thumbnail", type_=LargeBinary),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+    def params(r: Result) -> dict:
+        return {
+            "b_uuid": r.uuid, "b_duration": r.duration, "b_size": len(r.png),
+            "b_checksum": r.checksum, "b_generated_by": r.generated_by,
+            "b_c_real": r.c_real, "b_c_imag": r.c_imag, "b_thumbnail": r.thumbnail,
+        }
+
+    flipped = session.connection().execute(statement, [params(r) for r in todo]).rowcount
+    if flipped != len(todo):
+        # Lost a race with a concurrent delivery: undo and redo one row at a time.
+        raise ConcurrentDelivery
+    for r in todo:
+        outcome[r.uuid] = "stored"
+    session.execute(insert(ImageChunk), [
+        {"fractal_uuid": r.uuid, "seq": seq, "data": r.png[start : start + CHUNK_SIZE]}
+        for r in todo
+        for seq, start in enumerate(range(0, max(len(r.png), 1), CHUNK_SIZE))
+    ])
     return outcome
+
+
+class ConcurrentDelivery(Exception):
+    """A concurrent delivery stored one of the batch first; the transaction is retried."""
 
 
 def image_chunk_numbers(session: Session, uuid: str) -> list[int]:

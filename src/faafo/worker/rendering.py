@@ -9,6 +9,8 @@ from faafo.engine import FractalSpec, render_png
 from faafo.messaging.messages import TaskMessage
 from faafo.worker.api_client import Delivery
 
+THUMBNAIL_SIDE = 256
+
 
 def spec_of(task: TaskMessage) -> FractalSpec:
     c = complex(task.c_real, task.c_imag) if task.c_real is not None else None
@@ -38,5 +40,6 @@ def render(task: TaskMessage, threads: int | None) -> Delivery:
         checksum=hashlib.sha256(result.png).hexdigest(),
         duration=duration,
         c=result.c,
-        thumbnail=result.thumbnail_png,
+        # An image that fits in a thumbnail is served as its own: don't send it twice.
+        thumbnail=result.thumbnail_png if max(task.width, task.height) > THUMBNAIL_SIDE else None,
     )
