@@ -76,3 +76,26 @@ def test_two_api_processes_share_one_database(tmp_path, rabbitmq_url, postgres_u
 def test_embedded_queue_shared_by_separate_processes(tmp_path):
     data = tmp_path / "data"
     run_pipeline(tmp_path, f"sqlite:///{data / 'faafo.sqlite3'}", f"embedded://{data / 'queue.sqlite3'}", apis=2)
+
+
+def test_reference_topology_and_tasks_published_before_any_worker(tmp_path, rabbitmq_url, postgres_url):
+    """The original declared the queue only in workers and lost earlier tasks; ours waits."""
+    from kombu import Connection, Exchange, Queue
+
+    cluster = Cluster(postgres_url, rabbitmq_url, tmp_path, tmp_path / "data")
+    try:
+        cluster.start_api()
+        batch = str(uuidlib.uuid4())
+        with cluster.client() as client:
+            client.create(small_tasks(batch, 3))
+            with Connection(rabbitmq_url) as connection:
+                channel = connection.channel()
+                # Passive declarations fail unless these exist exactly so.
+                Exchange("tasks", type="direct", durable=True)(channel).declare(passive=True)
+                declared = Queue("normal", Exchange("tasks"), routing_key="normal")(channel).queue_declare(passive=True)
+                assert declared.message_count >= 1
+            cluster.start_worker()
+            status = wait_all_finished(client, batch, 3, timeout=60, cluster=cluster)
+        assert status["counts"] == {"done": 3}
+    finally:
+        cluster.stop()

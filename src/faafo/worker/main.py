@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         api.close()
     log.info("worker %s stopped after %d message(s)", name, worker.processed)
-    return 0
+    logging.shutdown()
+    # A render given back to the queue may still be running in a slot thread:
+    # leave without waiting for it (its message is already back on the queue).
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ class Worker:
                 self._inflight.clear()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Renders still running were given back to the queue; don't wait for them.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the connection thread ----------------------------------------------
 

@@ -1,0 +1,204 @@
+"""The HTML pages, in-process: gallery cards, anchored pagination, filters, the detail page."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import uuid as uuidlib
+
+from api.conftest import png_bytes, sha, task
+
+CARD = re.compile(r'<li class="card card-(\w+)" data-uuid="([0-9a-f-]{36})"')
+
+
+def create(client, n=1, **overrides):
+    body = [task(**overrides) for _ in range(n)]
+    response = client.post("/v1/fractal", json=body)
+    assert response.status_code == 201, response.text
+    return [o["uuid"] for o in response.json()["objects"]]
+
+
+def claim(client, uuid, worker):
+    response = client.post("/v1/worker/claim", json={"worker": worker, "uuids": [uuid]})
+    assert response.status_code == 200 and response.json()[0]["render"], response.text
+
+
+def deliver(client, uuid, worker="w-beta", duration=0.5):
+    png = png_bytes()
+    query = {"checksum": sha(png), "duration": duration, "generated_by": worker}
+    response = client.put(
+        f"/v1/fractal/{uuid}", params=query, content=png, headers={"content-type": "image/png"}
+    )
+    assert response.status_code == 200, response.text
+
+
+def cards(page_html: str) -> list[tuple[str, str]]:
+    """(status, uuid) of each card, in page order."""
+    return CARD.findall(page_html)
+
+
+def older_link(page_html: str) -> str:
+    found = re.search(r'rel="next" href="([^"]+)"', page_html)
+    assert found, "no link to older fractals"
+    return html.unescape(found.group(1))
+
+
+def test_empty_gallery_has_counters_form_and_original_routes(client):
+    for path in ("/", "/index", "/index/1"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+    page = client.get("/").text
+    assert "No fractals here yet" in page
+    for status in ("queued", "running", "done", "failed"):
+        assert f'data-count="{status}">0<' in page
+    for name in ("tasks", "width", "height", "iterations", "xa", "xb", "ya", "yb", "kind",
+                 "palette", "c_real", "c_imag", "seed", "min_width", "max_yb", "min_tasks"):
+        assert f'name="{name}"' in page, name
+    assert 'placeholder="random 256 … 1024"' in page
+    assert '<dialog class="dialog" id="token-dialog"' in page
+
+
+def test_every_address_in_the_pages_is_local(client):
+    """No CDN, no absolute URLs: behind a TLS proxy http:// URLs would be mixed content."""
+    uuid = create(client)[0]
+    deliver(client, uuid)
+    for path in ("/", f"/fractal/{uuid}/view", "/index/1?status=done"):
+        page = client.get(path).text
+        addresses = re.findall(r'(?:src|href|action)="([^"]*)"', page)
+        assert addresses
+        for address in addresses:
+            assert address.startswith(("/", "#", "?")), f"{path}: {address}"
+    for asset in ("faafo.css", "api.js", "live.js", "gallery.js", "create.js", "detail.js",
+                  "favicon.svg"):
+        response = client.get(f"/static/{asset}")
+        assert response.status_code == 200, asset
+        assert "http://" not in response.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "https://" not in response.text
+
+
+def test_cards_show_size_iterations_duration_worker_and_state(client):
+    queued, running, done = create(client, 3, iterations=77)
+    claim(client, running, "w-alpha")
+    deliver(client, done, worker="w-beta", duration=0.25)
+    page = client.get("/").text
+    assert {(s, u) for s, u in cards(page)} == {
+        ("queued", queued), ("running", running), ("done", done)
+    }
+    assert f'src="/fractal/{done}/thumbnail"' in page, "cards show the small cached thumbnail"
+    assert f'src="/fractal/{done}"' not in page, "never the full image in the grid"
+    assert f'src="/fractal/{queued}/thumbnail"' not in page, "no broken image for unfinished tasks"
+    assert 'alt="Julia set fractal, faafo palette, 32 by 24 pixels"' in page
+    assert "32&thinsp;×&thinsp;24" in page and "<dd>77</dd>" in page
+    assert "<dd>250 ms</dd>" in page and "<dd>w-beta</dd>" in page
+    assert "<dd>w-alpha</dd>" in page and "rendering…" in page
+    assert 'badge-queued">Queued<' in page and 'badge-running">Rendering<' in page
+    assert 'data-count="done">1<' in page and 'data-count="running">1<' in page
+
+
+def test_newest_first_and_pages_never_overlap(client):
+    older = create(client, 30)  # one request: one created_at, ordered by uuid
+    newest = create(client)[0]
+    first = client.get("/").text
+    assert cards(first)[0][1] == newest
+    assert len(cards(first)) == 24 and "Page <strong>1</strong> of 2" in first
+    second = client.get(older_link(first)).text
+    shown = [u for _, u in cards(first)] + [u for _, u in cards(second)]
+    assert len(shown) == 31 and set(shown) == set(older) | {newest}
+    assert "Page <strong>2</strong> of 2" in second
+    within_batch = [u for u in shown if u != newest]
+    assert within_batch == sorted(older, reverse=True)
+
+
+def test_anchored_pages_stay_put_while_tasks_arrive(client):
+    create(client, 30)
+    first = client.get("/").text
+    link = older_link(first)
+    assert "at=" in link, "the pager carries the anchor"
+    before = cards(client.get(link).text)
+    arrived = create(client, 5)
+    after_page = client.get(link).text
+    assert cards(after_page) == before, "page 2 shows the same fractals"
+    assert "5 newer fractals" in after_page
+    assert not set(arrived) & {u for _, u in cards(after_page)}
+    live_first = cards(client.get("/").text)
+    assert {u for _, u in live_first[:5]} == set(arrived), "the unanchored first page is live"
+
+
+def test_filters_by_status_and_worker(client):
+    a, b, c = create(client, 3)
+    deliver(client, a, worker="w-one")
+    deliver(client, b, worker="w-two")
+    claim(client, c, "w-one")
+    assert {u for _, u in cards(client.get("/?status=done").text)} == {a, b}
+    assert {u for _, u in cards(client.get("/?worker=w-one").text)} == {a, c}
+    assert {u for _, u in cards(client.get("/index/1?status=running&worker=w-one").text)} == {c}
+    assert cards(client.get("/?status=failed").text) == []
+    page = client.get("/?worker=w-two").text
+    assert '<option value="w-two" selected>' in page and '<option value="w-one" >' in page
+    assert {u for _, u in cards(client.get("/?status=bogus").text)} == {a, b, c}
+
+
+def test_page_numbers_past_the_end_and_invalid(client):
+    create(client, 3)
+    assert "Page <strong>1</strong> of 1" in client.get("/index/99").text
+    response = client.get("/index/0")
+    assert response.status_code == 422 and response.json()["code"] == 422
+    assert client.get("/?at=garbage").status_code == 200, "a bad anchor means: newest"
+
+
+def test_detail_page_shows_every_field_and_links(client):
+    uuid = create(client, c_real=0.25, c_imag=-0.5, batch="b-1")[0]
+    claim(client, uuid, "w-beta")
+    deliver(client, uuid, worker="w-beta", duration=1.5)
+    response = client.get(f"/fractal/{uuid}/view")
+    assert response.status_code == 200
+    page = response.text
+    for label in ("UUID", "Duration", "Dimensions", "Iterations", "Parameters", "Filesize",
+                  "Checksum", "Generated by", "Status", "Kind", "Palette", "<i>c</i>", "Seed",
+                  "Attempts", "Worker", "Batch", "Created", "Started", "Finished",
+                  "Waited in the queue", "Rendering", "Created to finished"):
+        assert f'<th scope="row">{label}</th>' in page, label
+    record = client.get(f"/v1/fractal/{uuid}").json()
+    assert "1.500000 seconds" in page and "32 x 24 pixels" in page
+    assert "xa = -2.0<br>xb = 2.0<br>ya = -1.5<br>yb = 1.5" in page
+    assert f"{record['size']} bytes" in page and record["checksum"] in page
+    assert "0.25 − 0.5i" in page
+    assert f'href="/fractal/{uuid}" download="{uuid}.png"' in page
+    assert f'href="/v1/fractal/{uuid}"' in page
+    assert f'<img src="/fractal/{uuid}" alt="Julia set fractal' in page
+    embedded = re.search(r'<script type="application/json" id="fractal-record">(.*?)</script>', page)
+    assert embedded and json.loads(embedded.group(1))["uuid"] == uuid
+    assert "data-delete" in page and 'id="delete-dialog"' in page
+
+
+def test_detail_page_of_unfinished_and_unknown_fractals(client):
+    uuid = create(client)[0]
+    page = client.get(f"/fractal/{uuid}/view").text
+    assert "Queued — waiting for a worker" in page and f'src="/fractal/{uuid}"' not in page
+    claim(client, uuid, "w-alpha")
+    assert "Rendering on <strong>w-alpha</strong>" in client.get(f"/fractal/{uuid}/view").text
+    missing = client.get(f"/fractal/{uuidlib.uuid4()}/view")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert "No such fractal" in missing.text
+
+
+def test_cards_fragment_is_the_live_first_page(client):
+    a, b = create(client, 2)
+    deliver(client, a)
+    fragment = client.get("/gallery/cards")
+    assert fragment.status_code == 200 and fragment.headers["cache-control"] == "no-store"
+    assert "<html" not in fragment.text and "data-results" in fragment.text
+    assert {u for _, u in cards(fragment.text)} == {a, b}
+    assert {u for _, u in cards(client.get("/gallery/cards?status=done").text)} == {a}
+
+
+def test_names_from_workers_are_escaped(client):
+    uuid = create(client)[0]
+    deliver(client, uuid, worker="<script>alert(1)</script>")
+    for path in ("/", f"/fractal/{uuid}/view"):
+        page = client.get(path).text
+        assert "<script>alert(1)</script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -1,0 +1,105 @@
+"""The worker as a process: graceful stop, no acknowledgement without the API, even spread."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid as uuidlib
+
+import pytest
+from support.cluster import Cluster, wait_all_finished
+from support.processes import wait_until
+
+# One of these takes a few seconds on one core: long enough to interrupt.
+SLOW = {"width": 1600, "height": 1600, "iterations": 3000, "xa": -1.5, "xb": 1.5, "ya": -1.0,
+        "yb": 1.0, "c_real": -0.8, "c_imag": 0.156}
+MEDIUM = {**SLOW, "width": 900, "height": 900, "iterations": 1500}
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    data = tmp_path / "data"
+    cluster = Cluster(f"sqlite:///{data / 'faafo.sqlite3'}", f"embedded://{data / 'queue.sqlite3'}",
+                      tmp_path, data)
+    yield cluster
+    cluster.stop()
+
+
+def status_of(client, uuid):
+    return client.get(uuid)["status"]
+
+
+def test_sigterm_finishes_the_task_in_hand(cluster):
+    cluster.start_api()
+    worker = cluster.start_worker("w1", "--render-threads", "1")
+    with cluster.client() as client:
+        uuid = client.create([SLOW])[0]["uuid"]
+        wait_until(lambda: status_of(client, uuid) == "running", 60, message="running")
+        worker.signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=120) == 0
+        record = client.get(uuid)
+        assert record["status"] == "done" and record["generated_by"] == "w1", cluster.logs()
+
+
+def test_sigterm_without_time_gives_the_task_back(cluster):
+    cluster.start_api()
+    worker = cluster.start_worker("w1", "--render-threads", "1", "--stop-timeout", "0")
+    with cluster.client() as client:
+        uuid = client.create([SLOW])[0]["uuid"]
+        wait_until(lambda: status_of(client, uuid) == "running", 60, message="running")
+        started = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=30) == 0
+        assert time.monotonic() - started < 10, "stops at once, without finishing the render"
+        assert client.get(uuid)["status"] == "running"
+        cluster.start_worker("w2")
+        wait_until(lambda: status_of(client, uuid) == "done", 120, message="done by w2")
+        record = client.get(uuid)
+        assert record["generated_by"] == "w2" and record["attempts"] == 2
+
+
+def test_never_acknowledges_without_the_api(cluster):
+    """API down when the worker takes the task: the message must survive until it is back."""
+    url = cluster.start_api()
+    with cluster.client() as client:
+        uuid = client.create([{**MEDIUM, "width": 64, "height": 64}])[0]["uuid"]
+    cluster.apis[0].stop()
+    worker = cluster.start_worker("w1", "--upload-retry-seconds", "1")
+    wait_until(lambda: "could not claim" in worker.tail(200), 60, message="claim failures")
+    time.sleep(2)  # several give-backs and redeliveries while the API is away
+    port = cluster.ports.pop()
+    cluster.apis.pop()
+    from support.processes import Service, wait_http
+
+    api = Service("api-again", "faafo.api.main",
+                  [*cluster.common(), "--listen-address", "127.0.0.1", "--bind-port", str(port)],
+                  cluster.log_dir).start()
+    cluster.apis.append(api)
+    cluster.ports.append(port)
+    wait_http(url + "/readyz", services=[api])
+    with cluster.client() as client:
+        wait_until(lambda: status_of(client, uuid) == "done", 60, message="done after API returns")
+
+
+def test_prefetch_per_slot_spreads_long_tasks_evenly(cluster):
+    cluster.start_api()
+    cluster.start_worker("w1", "--render-threads", "1")
+    cluster.start_worker("w2", "--render-threads", "1")
+    time.sleep(1)
+    batch = str(uuidlib.uuid4())
+    with cluster.client() as client:
+        client.create([{**MEDIUM, "batch": batch} for _ in range(4)])
+        wait_all_finished(client, batch, 4, timeout=180, cluster=cluster)
+        makers = [r["generated_by"] for r in client.iter_all(batch=batch)]
+    assert sorted(makers) == ["w1", "w1", "w2", "w2"], makers
+
+
+def test_concurrency_renders_several_at_once(cluster):
+    cluster.start_api()
+    cluster.start_worker("w1", "--concurrency", "2", "--render-threads", "1")
+    batch = str(uuidlib.uuid4())
+    with cluster.client() as client:
+        client.create([{**MEDIUM, "batch": batch} for _ in range(2)])
+        wait_until(lambda: client.batch(batch)["counts"].get("running", 0) == 2, 60,
+                   message="two running at once")
+        wait_all_finished(client, batch, 2, timeout=120, cluster=cluster)

@@ -1,0 +1,341 @@
+"""Bring the bed up, report on it, tear it down.
+
+``up`` goes from nothing: it builds (or reuses) the venv, gives the bed fresh
+databases and a fresh vhost, writes the configs, prepares schemas in
+parallel, starts keystone and fills the identity service, starts everything
+else, waits until each API answers and each RPC worker consumes its queue, then
+provisions flavors, the image and the networks. A bed that is already up (same
+venv, every process alive, keystone answering) is reused as is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import infra, procs, services
+from .errors import BedError
+from .handle import Bed
+from .locking import file_lock
+from .memory import GIB, PeakSampler
+from .paths import HERE, Layout, cache_root
+from .paths import layout as current_layout
+from .settings import ADMIN_CLOUD, DEMO_CLOUD, HOST, REGION, Settings
+from .venv import ensure_venv
+
+Say = Callable[[str], None]
+
+#: RPC workers are ready when they consume their topic's queue.
+WORKER_QUEUES = {
+    "nova-conductor": "conductor",
+    "nova-scheduler": "scheduler",
+    "nova-compute": "compute",
+    "neutron-rpc-server": "q-plugin",
+    "heat-engine": "engine",
+}
+API_TIMEOUT = 240.0
+WORKER_TIMEOUT = 240.0
+
+
+def _lock() -> Path:
+    return cache_root() / "bed.lock"
+
+
+# -- reading a bed -----------------------------------------------------------
+
+def _load(layout: Layout) -> tuple[Settings, dict] | None:
+    if not layout.state_file.exists():
+        return None
+    try:
+        return Settings.load(layout.state_file)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _handle(settings: Settings, layout: Layout, extra: dict) -> Bed:
+    return Bed(state_dir=layout.state, clouds_yaml=layout.clouds_yaml,
+               endpoints=settings.endpoints(), log_dir=layout.logs, venv=layout.venv,
+               facts=extra.get("facts", {}))
+
+
+def service_states(settings: Settings, layout: Layout) -> dict[str, tuple[int | None, bool]]:
+    """Per service: its pid if alive, and whether it answers (APIs) or is alive."""
+    states = {}
+    for service in services.all_services(settings, layout):
+        pid = procs.running_pid(layout, service.name)
+        healthy = pid is not None and (service.url is None or procs.answers_http(service.url))
+        states[service.name] = (pid, healthy)
+    return states
+
+
+def running_bed(layout: Layout) -> Bed | None:
+    """The bed, if it is up and healthy, built from this checkout's venv."""
+    loaded = _load(layout)
+    if loaded is None:
+        return None
+    settings, extra = loaded
+    if not extra.get("up") or extra.get("venv") != str(layout.venv):
+        return None
+    if not all(healthy for _, healthy in service_states(settings, layout).values()):
+        return None
+    return _handle(settings, layout, extra)
+
+
+# -- up ------------------------------------------------------------------------
+
+class _Clock:
+    def __init__(self, say: Say):
+        self.started = time.monotonic()
+        self.say = say
+
+    def step(self, text: str) -> None:
+        self.say(f"[{time.monotonic() - self.started:6.1f} s] {text}")
+
+
+def ensure_up(say: Say = print) -> tuple[Bed, bool]:
+    """The running bed, or a new one; the flag says whether this call started it."""
+    layout = current_layout()
+    with file_lock(_lock()):
+        bed = running_bed(layout)
+        if bed is not None:
+            return bed, False
+        return _up(layout, say), True
+
+
+def up(say: Say = print) -> Bed:
+    return ensure_up(say)[0]
+
+
+def _preflight() -> None:
+    infra.check_mariadb()
+    infra.check_rabbitmq()
+
+
+def _up(layout: Layout, say: Say) -> Bed:
+    clock = _Clock(say)
+    with PeakSampler() as memory:
+        _preflight()
+        ensure_venv(layout, say=clock.step)
+        clock.step(f"virtualenv ready: {layout.venv}")
+        settings = _fresh_state(layout, clock)
+        started_services: list[str] = []
+        try:
+            _bring_up(settings, layout, clock, started_services)
+        except BaseException:
+            procs.stop_all(layout, reversed(started_services))
+            raise
+        elapsed = time.monotonic() - clock.started
+    facts = {"region": REGION, "image": "Ubuntu QCOW2", "flavors": ["m1.tiny", "m1.small",
+             "m1.medium", "m1.large", "m1.xlarge"], "external_network": "public",
+             "network": "private", "router": "router1"}
+    extra = {"up": True, "venv": str(layout.venv), "facts": facts,
+             "bring_up_seconds": round(elapsed, 1), "peak_pss_bytes": memory.peak_pss,
+             "machine_growth_bytes": memory.machine_growth}
+    settings.save(layout.state_file, **extra)
+    say(f"OpenStack test bed is up in {elapsed:.0f} s ({elapsed / 60:.1f} min); peak memory "
+        f"{memory.peak_pss / GIB:.2f} GiB (PSS of the bring-up and its services; the "
+        f"machine's used memory grew by at most {memory.machine_growth / GIB:.2f} GiB)")
+    say(f"clouds.yaml: {layout.clouds_yaml} (clouds {ADMIN_CLOUD}, {DEMO_CLOUD}); "
+        f"logs: {layout.logs}")
+    return _handle(settings, layout, extra)
+
+
+def _fresh_state(layout: Layout, clock: _Clock) -> Settings:
+    """Stop whatever is left of an earlier bed and start from an empty state."""
+    procs.stop_all(layout, [s.name for s in services.all_services(Settings(), layout)])
+    if layout.state.exists():
+        for child in layout.state.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for path in (layout.etc, layout.logs, layout.run, layout.data):
+        path.mkdir(parents=True, exist_ok=True)
+    layout.state.chmod(0o700)
+    settings = Settings.fresh()
+    for name in services.api_services(settings, layout):
+        if infra.reachable(settings.port(name.name)):
+            raise BedError(name.name, f"port {settings.port(name.name)} on {HOST} is already in "
+                           "use (set FAAFO_OPENSTACK_PORT_BASE to move the bed)")
+    settings.save(layout.state_file, up=False, venv=str(layout.venv))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        vhost = pool.submit(infra.create_vhost, settings)
+        databases = pool.submit(infra.create_databases, settings)
+        vhost.result()
+        databases.result()
+    clock.step("fresh osbed_* databases in MariaDB and osbed vhost in RabbitMQ")
+    from .configs import render_all
+
+    render_all(settings, layout)
+    _write_clouds_yaml(settings, layout)
+    for sub in ("keystone", "glance/images", "glance/staging", "glance/tasks", "nova/instances",
+                "neutron", "heat"):
+        (layout.data / sub).mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _run_chain(name: str, commands: list[list[str]], layout: Layout) -> None:
+    log = layout.logs / f"{name}-setup.log"
+    with open(log, "ab") as out:
+        for argv in commands:
+            out.write(f"$ {' '.join(argv[:1] + [a for a in argv[1:] if 'password' not in a])}\n"
+                      .encode())
+            out.flush()
+            began = time.monotonic()
+            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=procs.base_env(layout),
+                                    cwd=layout.state, check=False, timeout=600)
+            out.write(f"# exit {result.returncode} after {time.monotonic() - began:.1f} s\n"
+                      .encode())
+            if result.returncode != 0:
+                raise BedError(name, f"`{Path(argv[0]).name} {' '.join(argv[3:5])}` failed "
+                               f"(exit {result.returncode})", log)
+
+
+def _bring_up(settings: Settings, layout: Layout, clock: _Clock, started: list[str]) -> None:
+    chains = services.setup_chains(settings, layout)
+    by_name = services.by_name(settings, layout)
+
+    def start(names: list[str]) -> None:
+        for name in names:
+            procs.start(by_name[name], layout)
+            started.append(name)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        pending = {name: pool.submit(_run_chain, name, chain, layout)
+                   for name, chain in chains.items()}
+        pending.pop("keystone").result()
+        clock.step("keystone's database, fernet keys and bootstrap done")
+        start(["keystone"])
+        procs.wait_ready([by_name["keystone"]], layout, API_TIMEOUT)
+        clock.step("keystone answers")
+        _provision("identity", settings, layout)
+        clock.step("service users, catalog, demo project and heat domain created")
+        for future in pending.values():
+            future.result()
+    clock.step("all schemas migrated")
+
+    rest = [name for name in by_name if name != "keystone"]
+    start(rest)
+    procs.wait_ready([by_name[name] for name in rest if by_name[name].url], layout, API_TIMEOUT)
+    clock.step("every API answers")
+    _wait_workers(layout, by_name)
+    clock.step("every RPC worker consumes its queue")
+    _provision("resources", settings, layout)
+    clock.step("flavors, image 'Ubuntu QCOW2', networks public/private and router1 created")
+
+
+def _wait_workers(layout: Layout, by_name: dict[str, procs.Service]) -> None:
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    waiting = dict(WORKER_QUEUES)
+    while waiting:
+        for name in waiting:
+            if procs.running_pid(layout, name) is None:
+                raise BedError(name, "the process exited during start-up", layout.log(name))
+        consumed = infra.queues_with_consumers("osbed")
+        waiting = {name: queue for name, queue in waiting.items() if queue not in consumed}
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            name, queue = next(iter(waiting.items()))
+            raise BedError(name, f"nothing consumes its RPC queue {queue!r} after "
+                           f"{WORKER_TIMEOUT:.0f} s", layout.log(name))
+        time.sleep(2)
+
+
+def _provision(phase: str, settings: Settings, layout: Layout) -> None:
+    payload = {
+        "keystone_url": settings.keystone_url, "region": REGION,
+        "admin_password": settings.admin_password, "demo_password": settings.demo_password,
+        "service_password": settings.service_password, "endpoints": settings.endpoints(),
+        "discover_hosts": services.discover_hosts(layout),
+    }
+    log = layout.logs / "provision.log"
+    with open(log, "ab") as out:
+        result = subprocess.run(
+            [str(layout.python), "-I", str(HERE / "osbed" / "provision.py"), phase],
+            input=json.dumps(payload).encode(), stdout=subprocess.PIPE, stderr=out,
+            env=procs.base_env(layout), cwd=layout.state, check=False, timeout=900,
+        )
+        out.write(result.stdout)
+    if result.returncode == 0:
+        return
+    for line in result.stdout.decode(errors="replace").splitlines():
+        if line.startswith("OSBED-ERROR "):
+            error = json.loads(line.removeprefix("OSBED-ERROR "))
+            service = error["service"]
+            raise BedError(service, f"provisioning ({phase}): {error['reason']}",
+                           layout.log(service))
+    raise BedError("provision", f"provisioning ({phase}) failed (exit {result.returncode})", log)
+
+
+def _write_clouds_yaml(settings: Settings, layout: Layout) -> None:
+    def cloud(name: str, user: str, project: str, password: str) -> str:
+        return (f"  {name}:\n"
+                f"    auth:\n"
+                f"      auth_url: {settings.keystone_url}\n"
+                f"      username: {user}\n"
+                f"      password: {password}\n"
+                f"      project_name: {project}\n"
+                f"      user_domain_name: Default\n"
+                f"      project_domain_name: Default\n"
+                f"    region_name: {REGION}\n"
+                f"    interface: public\n"
+                f"    identity_api_version: 3\n")
+
+    text = ("# The faafo OpenStack test bed's clouds (written by tests/openstack/bed.py up).\n"
+            "clouds:\n"
+            + cloud(ADMIN_CLOUD, "admin", "admin", settings.admin_password)
+            + cloud(DEMO_CLOUD, "demo", "demo", settings.demo_password))
+    layout.clouds_yaml.write_text(text)
+    layout.clouds_yaml.chmod(0o600)
+
+
+# -- down and status -------------------------------------------------------------
+
+def down(say: Say = print) -> None:
+    """Stop every process of the bed, drop its databases and vhost. Logs and
+    configs stay in the state directory for a post-mortem."""
+    layout = current_layout()
+    with file_lock(_lock()):
+        loaded = _load(layout)
+        settings = loaded[0] if loaded else Settings()
+        names = [s.name for s in services.all_services(settings, layout)]
+        procs.stop_all(layout, reversed(names))
+        say("stopped the bed's processes")
+        if loaded is None:
+            say("no state file: nothing else to clean")
+            return
+        try:
+            infra.drop_databases(settings)
+            infra.delete_vhost(settings)
+            say("dropped the osbed_* databases and the osbed vhost")
+        except BedError as error:
+            say(f"could not clean the servers: {error}")
+        settings.save(layout.state_file, **{**loaded[1], "up": False})
+        say(f"logs kept in {layout.logs}")
+
+
+def status(say: Say = print) -> int:
+    """Print each service's state; exit code 0 when the bed is up and healthy."""
+    layout = current_layout()
+    loaded = _load(layout)
+    if loaded is None:
+        say(f"no bed in {layout.state}")
+        return 1
+    settings, extra = loaded
+    states = service_states(settings, layout)
+    for name, (pid, healthy) in states.items():
+        where = settings.url(name) if name in services.by_name(settings, layout) and \
+            services.by_name(settings, layout)[name].url else ""
+        say(f"{name:20} {'up' if healthy else 'DOWN':5} pid {pid or '-':<8} {where}")
+    healthy = extra.get("up") and all(ok for _, ok in states.values())
+    say(f"state: {layout.state}\nclouds.yaml: {layout.clouds_yaml} "
+        f"({ADMIN_CLOUD}, {DEMO_CLOUD})\nvenv: {extra.get('venv')}")
+    if extra.get("bring_up_seconds"):
+        say(f"last bring-up: {extra['bring_up_seconds']} s, peak "
+            f"{extra['peak_pss_bytes'] / GIB:.2f} GiB")
+    say("bed is UP" if healthy else "bed is NOT up")
+    return 0 if healthy else 1
