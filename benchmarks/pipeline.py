@@ -37,16 +37,28 @@ def reachable(port: int) -> bool:
 
 
 def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, *args], stdout=open(log, "ab"),  # noqa: SIM115
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=open(log, "ab"), stderr=subprocess.STDOUT
+    )
 
 
 def run(database_url: str, transport_url: str, tasks: int, workers: int, work: Path) -> float:
     port = free_port()
-    common = ["--database-url", database_url, "--transport-url", transport_url, "--data-dir", str(work),
-              "--log-level", "WARNING"]
-    api = start("faafo.api.main", [*common, "--listen-address", "127.0.0.1", "--bind-port", str(port)],
-                work / "api.log")
+    common = [
+        "--database-url",
+        database_url,
+        "--transport-url",
+        transport_url,
+        "--data-dir",
+        str(work),
+        "--log-level",
+        "WARNING",
+    ]
+    api = start(
+        "faafo.api.main",
+        [*common, "--listen-address", "127.0.0.1", "--bind-port", str(port)],
+        work / "api.log",
+    )
     url = f"http://127.0.0.1:{port}"
     procs = [api]
     try:
@@ -58,18 +70,47 @@ def run(database_url: str, transport_url: str, tasks: int, workers: int, work: P
                 pass
             time.sleep(0.1)
         for i in range(workers):
-            procs.append(start("faafo.worker.main", [*common, "--endpoint-url", url, "--name", f"w{i}"],
-                               work / f"worker{i}.log"))
+            procs.append(
+                start(
+                    "faafo.worker.main",
+                    [*common, "--endpoint-url", url, "--name", f"w{i}"],
+                    work / f"worker{i}.log",
+                )
+            )
         # Warm up: every worker compiles/loads its kernel before the clock starts.
         warm = str(uuid.uuid4())
-        body = [{"width": 64, "height": 64, "iterations": 128, "xa": -1.5, "xb": 1.5, "ya": -1.0,
-                 "yb": 1.0, "batch": warm, "c_real": -0.8, "c_imag": 0.156} for _ in range(workers * 4)]
+        body = [
+            {
+                "width": 64,
+                "height": 64,
+                "iterations": 128,
+                "xa": -1.5,
+                "xb": 1.5,
+                "ya": -1.0,
+                "yb": 1.0,
+                "batch": warm,
+                "c_real": -0.8,
+                "c_imag": 0.156,
+            }
+            for _ in range(workers * 4)
+        ]
         httpx.post(url + "/v1/fractal", json=body, timeout=60)
         while not httpx.get(f"{url}/v1/batch/{warm}").json()["finished"]:
             time.sleep(0.1)
         batch = str(uuid.uuid4())
-        body = [{"width": 64, "height": 64, "iterations": 128, "xa": -1.5, "xb": 1.5, "ya": -1.0,
-                 "yb": 1.0, "batch": batch} for _ in range(tasks)]
+        body = [
+            {
+                "width": 64,
+                "height": 64,
+                "iterations": 128,
+                "xa": -1.5,
+                "xb": 1.5,
+                "ya": -1.0,
+                "yb": 1.0,
+                "batch": batch,
+            }
+            for _ in range(tasks)
+        ]
         started = time.perf_counter()
         created = httpx.post(url + "/v1/fractal", json=body, timeout=120)
         created.raise_for_status()
@@ -96,15 +137,20 @@ def rabbitmq_and_postgres() -> tuple[str, str, callable] | None:
     from sqlalchemy import create_engine, text
 
     name = f"faafo_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     ctl = shutil.which("rabbitmqctl")
     vhost = ""
     if ctl:
         subprocess.run([ctl, "add_vhost", name], check=True, capture_output=True)
-        subprocess.run([ctl, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [ctl, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
         vhost = name
 
     def cleanup() -> None:
@@ -113,8 +159,11 @@ def rabbitmq_and_postgres() -> tuple[str, str, callable] | None:
         if ctl:
             subprocess.run([ctl, "delete_vhost", name], capture_output=True)
 
-    return (f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-            f"amqp://guest:guest@127.0.0.1:5672/{vhost}", cleanup)
+    return (
+        f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        cleanup,
+    )
 
 
 def main() -> int:
@@ -124,8 +173,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=("embedded", "rabbitmq"))
     args = parser.parse_args()
-    print(f"{args.tasks} tasks of 64x64 pixels, 128 iterations, {args.workers} workers; "
-          f"median of {args.runs} runs")
+    print(
+        f"{args.tasks} tasks of 64x64 pixels, 128 iterations, {args.workers} workers; "
+        f"median of {args.runs} runs"
+    )
     setups = []
     if args.only in (None, "embedded"):
         setups.append("embedded")
@@ -137,8 +188,15 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)
                 if setup == "embedded":
-                    times.append(run(f"sqlite:///{work / 'faafo.sqlite3'}", f"embedded://{work / 'queue.sqlite3'}",
-                                     args.tasks, args.workers, work))
+                    times.append(
+                        run(
+                            f"sqlite:///{work / 'faafo.sqlite3'}",
+                            f"embedded://{work / 'queue.sqlite3'}",
+                            args.tasks,
+                            args.workers,
+                            work,
+                        )
+                    )
                 else:
                     servers = rabbitmq_and_postgres()
                     if servers is None:
@@ -146,15 +204,23 @@ def main() -> int:
                         break
                     database_url, transport_url, cleanup = servers
                     try:
-                        times.append(run(database_url, transport_url, args.tasks, args.workers, work))
+                        times.append(
+                            run(database_url, transport_url, args.tasks, args.workers, work)
+                        )
                     finally:
                         cleanup()
         if times:
             times.sort()
             median = times[len(times) // 2]
-            label = "embedded (SQLite + embedded queue)" if setup == "embedded" else "RabbitMQ + PostgreSQL"
-            print(f"{label:38s} median {median:6.2f} s  ->  {args.tasks / median:7.0f} tasks/s  "
-                  f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
+            label = (
+                "embedded (SQLite + embedded queue)"
+                if setup == "embedded"
+                else "RabbitMQ + PostgreSQL"
+            )
+            print(
+                f"{label:38s} median {median:6.2f} s  ->  {args.tasks / median:7.0f} tasks/s  "
+                f"(runs: {', '.join(f'{t:.2f}' for t in times)})"
+            )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from support import servers
 
 
@@ -35,5 +36,8 @@ def sqlite_url(tmp_path):
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database_url(request):
     """The same test on each supported database."""
-    return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url",
-                                    "mariadb": "mariadb_url"}[request.param])
+    return request.getfixturevalue(
+        {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mariadb": "mariadb_url"}[
+            request.param
+        ]
+    )

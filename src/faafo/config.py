@@ -1,4 +1,4 @@
-"""Settings for every faafo service: command-line flags > ``FAAFO_*`` environment > INI file > defaults.
+"""Settings for every faafo service: flags > ``FAAFO_*`` environment > INI file > defaults.
 
 The original parsed its configuration at import time, so nothing could be tested
 without editing ``/etc``. Here a settings object is built explicitly by
@@ -103,7 +103,9 @@ class ApiSettings(CommonSettings):
     max_pixels: int = Field(
         100_000_000, ge=1, description="largest width x height a task may ask for"
     )
-    max_iterations: int = Field(10_000, ge=1, description="largest iteration count a task may ask for")
+    max_iterations: int = Field(
+        10_000, ge=1, description="largest iteration count a task may ask for"
+    )
     max_tasks_per_request: int = Field(
         1000, ge=1, description="largest number of tasks one create request may carry"
     )
@@ -120,12 +122,21 @@ class ApiSettings(CommonSettings):
         "many pixel-iterations (0 sends every task alone)",
     )
     max_bundle_tasks: int = Field(64, ge=1, description="most tasks in one bundle message")
+    band_cost: int = Field(
+        2_000_000_000,
+        ge=1,
+        description="a task costing more pixel-iterations than this is split into bands that "
+        "several workers render in parallel",
+    )
     lease_seconds: float = Field(
-        60.0, gt=0, description="a running task whose worker stops renewing it for this long "
-        "is sent again",
+        60.0,
+        gt=0,
+        description="a running task whose worker stops renewing it for this long is sent again",
     )
     publish_grace_seconds: float = Field(
-        10.0, gt=0, description="a queued task whose publish is not confirmed after this long is "
+        10.0,
+        gt=0,
+        description="a queued task whose publish is not confirmed after this long is "
         "published again",
     )
     reconcile_interval: float = Field(
@@ -134,12 +145,13 @@ class ApiSettings(CommonSettings):
     max_attempts: int = Field(5, ge=1, description="deliveries of a task before it is failed")
     migrate: bool = Field(True, description="apply database migrations on start")
     client_token: SecretStr = Field(
-        SecretStr(""), description="token clients need to create and delete (comma-separated "
-        "to accept several); empty: open"
+        SecretStr(""),
+        description="token clients need to create and delete (comma-separated "
+        "to accept several); empty: open",
     )
     worker_token: SecretStr = Field(
-        SecretStr(""), description="token workers need to claim and deliver (comma-separated); "
-        "empty: open"
+        SecretStr(""),
+        description="token workers need to claim and deliver (comma-separated); empty: open",
     )
     private_reads: bool = Field(False, description="reading also needs the client token")
 
@@ -168,11 +180,15 @@ class WorkerSettings(CommonSettings):
     worker_token: SecretStr = Field(SecretStr(""), description="token sent to the API")
     upload_timeout: float = Field(60.0, gt=0, description="seconds to wait for one API call")
     stop_timeout: float = Field(
-        60.0, ge=0, description="on SIGTERM, seconds to finish the tasks in hand before giving "
+        60.0,
+        ge=0,
+        description="on SIGTERM, seconds to finish the tasks in hand before giving "
         "them back to the queue",
     )
     upload_retry_seconds: float = Field(
-        120.0, ge=0, description="how long to keep retrying a result upload before giving the "
+        120.0,
+        ge=0,
+        description="how long to keep retrying a result upload before giving the "
         "task back to the queue",
     )
 
@@ -224,7 +240,9 @@ def load_settings(
     return _Configured(**(flags or {}))
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[BaseSettings]) -> None:
+def add_settings_arguments(
+    parser: argparse.ArgumentParser, settings_cls: type[BaseSettings]
+) -> None:
     """One ``--flag`` per setting, documented from the field, so ``--help`` lists them all."""
     parser.add_argument(
         "--config-file",

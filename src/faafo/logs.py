@@ -56,5 +56,5 @@ def setup(service: str, level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "amqp", "kombu"):
+    for noisy in ("uvicorn.access", "amqp", "kombu", "alembic.runtime.plugins", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -12,7 +12,6 @@ from PIL import Image
 
 from faafo.api.app import create_app
 from faafo.config import ApiSettings, load_settings
-from faafo.messaging.publisher import Publisher
 
 
 @pytest.fixture
@@ -56,7 +55,15 @@ def services(app, client):
 
 
 def task(**overrides):
-    body = {"width": 32, "height": 24, "iterations": 64, "xa": -2.0, "xb": 2.0, "ya": -1.5, "yb": 1.5}
+    body = {
+        "width": 32,
+        "height": 24,
+        "iterations": 64,
+        "xa": -2.0,
+        "xb": 2.0,
+        "ya": -1.5,
+        "yb": 1.5,
+    }
     body.update(overrides)
     return body
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from api.conftest import png_bytes, sha, task
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from api.conftest import png_bytes, sha, task
 from faafo.api.app import create_app
 
 CLIENT, WORKER = "client-secret-token", "worker-secret-token"
@@ -32,7 +32,9 @@ def test_creating_and_deleting_need_the_client_token(secured):
     assert secured.post("/v1/fractal", json=task(), headers=bearer(WORKER)).status_code == 403
     uuid = secured.post("/v1/fractal", json=task(), headers=bearer(CLIENT)).json()["uuid"]
     assert secured.delete(f"/v1/fractal/{uuid}").status_code == 401
-    assert secured.delete(f"/v1/fractal/{uuid}", headers=bearer(WORKER)).status_code == 403, "workers cannot delete"
+    assert secured.delete(f"/v1/fractal/{uuid}", headers=bearer(WORKER)).status_code == 403, (
+        "workers cannot delete"
+    )
     assert secured.delete(f"/v1/fractal/{uuid}", headers=bearer(CLIENT)).status_code == 204
 
 
@@ -41,16 +43,33 @@ def test_results_need_the_worker_token(secured):
     png = png_bytes()
     params = {"checksum": sha(png), "duration": 1, "generated_by": "w"}
     for headers in ({}, bearer(CLIENT)):
-        response = secured.put(f"/v1/fractal/{uuid}", params=params, content=png,
-                               headers={"content-type": "image/png", **headers})
+        response = secured.put(
+            f"/v1/fractal/{uuid}",
+            params=params,
+            content=png,
+            headers={"content-type": "image/png", **headers},
+        )
         assert response.status_code in (401, 403), "clients cannot forge results"
-    claim = secured.post("/v1/worker/claim", json={"worker": "w", "uuids": [uuid]}, headers=bearer(CLIENT))
+    claim = secured.post(
+        "/v1/worker/claim", json={"worker": "w", "uuids": [uuid]}, headers=bearer(CLIENT)
+    )
     assert claim.status_code == 403
-    response = secured.put(f"/v1/fractal/{uuid}", params=params, content=png,
-                           headers={"content-type": "image/png", **bearer(WORKER)})
+    response = secured.put(
+        f"/v1/fractal/{uuid}",
+        params=params,
+        content=png,
+        headers={"content-type": "image/png", **bearer(WORKER)},
+    )
     assert response.status_code == 200
-    assert secured.put(f"/v1/fractal/{uuid}", params=params, content=png,
-                       headers={"content-type": "image/png", **bearer("old-token")}).status_code == 200
+    assert (
+        secured.put(
+            f"/v1/fractal/{uuid}",
+            params=params,
+            content=png,
+            headers={"content-type": "image/png", **bearer("old-token")},
+        ).status_code
+        == 200
+    )
 
 
 def test_reads_public_by_default_private_on_request(secured, settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid as uuidlib
 
 import pytest
+
 from api.conftest import png_bytes, sha, task
 
 
@@ -16,7 +17,9 @@ def create(client, **overrides):
 
 def deliver(client, uuid, png, **params):
     query = {"checksum": sha(png), "duration": 0.5, "generated_by": "tester", **params}
-    return client.put(f"/v1/fractal/{uuid}", params=query, content=png, headers={"content-type": "image/png"})
+    return client.put(
+        f"/v1/fractal/{uuid}", params=query, content=png, headers={"content-type": "image/png"}
+    )
 
 
 def test_create_returns_record_location_and_queued_state(client):
@@ -26,8 +29,19 @@ def test_create_returns_record_location_and_queued_state(client):
     body = response.json()
     assert body["uuid"] == chosen
     assert response.headers["location"].endswith(f"/v1/fractal/{chosen}")
-    for field in ("width", "height", "iterations", "xa", "xb", "ya", "yb", "duration", "size",
-                  "checksum", "generated_by"):
+    for field in (
+        "width",
+        "height",
+        "iterations",
+        "xa",
+        "xb",
+        "ya",
+        "yb",
+        "duration",
+        "size",
+        "checksum",
+        "generated_by",
+    ):
         assert field in body
     assert body["status"] == "queued"
     assert body["created_at"] and body["started_at"] is None
@@ -89,7 +103,9 @@ def test_nan_and_infinity_are_refused(client):
 def test_content_type_and_json_errors(client):
     response = client.post("/v1/fractal", content="width=3", headers={"content-type": "text/plain"})
     assert response.status_code == 415
-    response = client.post("/v1/fractal", content="{oops", headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/fractal", content="{oops", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["message"] == "request body is not valid JSON"
 
@@ -112,8 +128,11 @@ def test_duplicate_uuid_is_409_and_changes_nothing(client):
 
 def test_unknown_uuid_is_404_json(client):
     unknown = str(uuidlib.uuid4())
-    for method, path in (("GET", f"/v1/fractal/{unknown}"), ("DELETE", f"/v1/fractal/{unknown}"),
-                         ("GET", f"/fractal/{unknown}")):
+    for method, path in (
+        ("GET", f"/v1/fractal/{unknown}"),
+        ("DELETE", f"/v1/fractal/{unknown}"),
+        ("GET", f"/fractal/{unknown}"),
+    ):
         response = client.request(method, path)
         assert response.status_code == 404
         assert response.json() == {"code": 404, "message": f"fractal {unknown} not found"}
@@ -129,7 +148,9 @@ def test_list_envelope_pagination_and_link_header(client):
     assert "image" not in body["objects"][0]
     seen = []
     for page in (1, 2, 3):
-        seen += [o["uuid"] for o in client.get("/v1/fractal", params={"page": page}).json()["objects"]]
+        seen += [
+            o["uuid"] for o in client.get("/v1/fractal", params={"page": page}).json()["objects"]
+        ]
     assert sorted(seen) == sorted(uuids), "pages must not overlap or skip"
     big = client.get("/v1/fractal", params={"results_per_page": 100}).json()
     assert len(big["objects"]) == 23
@@ -197,8 +218,13 @@ def test_original_json_result_upload_is_accepted(client):
 
     uuid = create(client)["uuid"]
     png = png_bytes()
-    body = {"duration": 2.5, "image": base64.b64encode(png).decode(), "checksum": sha(png),
-            "size": len(png), "generated_by": "old-worker"}
+    body = {
+        "duration": 2.5,
+        "image": base64.b64encode(png).decode(),
+        "checksum": sha(png),
+        "size": len(png),
+        "generated_by": "old-worker",
+    }
     assert client.put(f"/v1/fractal/{uuid}", json=body).status_code == 200
     assert client.get(f"/fractal/{uuid}").content == png
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from api.conftest import png_bytes, sha, task
 from kombu import Connection
 
+from api.conftest import png_bytes, sha, task
 from faafo.messaging.messages import decode
 from faafo.messaging.topology import TASK_QUEUE
 from faafo.store import fractals as store
@@ -43,8 +43,12 @@ def test_claim_marks_running_and_skips_finished(client, services):
     a = client.post("/v1/fractal", json=task()).json()["uuid"]
     b = client.post("/v1/fractal", json=task()).json()["uuid"]
     png = png_bytes()
-    client.put(f"/v1/fractal/{b}", params={"checksum": sha(png), "duration": 1, "generated_by": "x"},
-               content=png, headers={"content-type": "image/png"})
+    client.put(
+        f"/v1/fractal/{b}",
+        params={"checksum": sha(png), "duration": 1, "generated_by": "x"},
+        content=png,
+        headers={"content-type": "image/png"},
+    )
     claims = client.post("/v1/worker/claim", json={"worker": "w1", "uuids": [a, b, "gone"]}).json()
     assert [(c["uuid"], c["render"]) for c in claims] == [(a, True), (b, False), ("gone", False)]
     assert claims[1]["reason"] == "already done"
@@ -74,7 +78,10 @@ def test_failure_report_records_reason(client):
 def test_multipart_results_store_each_once(client):
     uuids = [o["uuid"] for o in client.post("/v1/fractal", json=[task(), task()]).json()["objects"]]
     pngs = [png_bytes(colour=(i, 0, 0)) for i in range(2)]
-    meta = [{"uuid": u, "checksum": sha(p), "duration": 0.1, "generated_by": "w"} for u, p in zip(uuids, pngs, strict=True)]
+    meta = [
+        {"uuid": u, "checksum": sha(p), "duration": 0.1, "generated_by": "w"}
+        for u, p in zip(uuids, pngs, strict=True)
+    ]
     files = [("meta", (None, json.dumps(meta), "application/json"))]
     files += [(u, (f"{u}.png", p, "image/png")) for u, p in zip(uuids, pngs, strict=True)]
     first = client.post("/v1/worker/results", files=files)
@@ -88,8 +95,12 @@ def test_multipart_results_store_each_once(client):
 def test_heartbeat_extends_only_own_lease(client, services):
     uuid = client.post("/v1/fractal", json=task()).json()["uuid"]
     client.post("/v1/worker/claim", json={"worker": "w1", "uuids": [uuid]})
-    assert client.post("/v1/worker/heartbeat", json={"worker": "w1", "uuids": [uuid]}).json() == {"renewed": 1}
-    assert client.post("/v1/worker/heartbeat", json={"worker": "w2", "uuids": [uuid]}).json() == {"renewed": 0}
+    assert client.post("/v1/worker/heartbeat", json={"worker": "w1", "uuids": [uuid]}).json() == {
+        "renewed": 1
+    }
+    assert client.post("/v1/worker/heartbeat", json={"worker": "w2", "uuids": [uuid]}).json() == {
+        "renewed": 0
+    }
 
 
 def test_reconciler_republishes_unpublished_and_expired(client, services):
@@ -124,10 +135,15 @@ def test_readyz_503_when_database_down(tmp_path):
     from faafo.api.app import create_app
     from faafo.config import ApiSettings, load_settings
 
-    settings = load_settings(ApiSettings, {
-        "database_url": "postgresql+psycopg://nobody@127.0.0.1:1/none",
-        "transport_url": "memory://x", "migrate": False, "data_dir": tmp_path,
-    })
+    settings = load_settings(
+        ApiSettings,
+        {
+            "database_url": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "transport_url": "memory://x",
+            "migrate": False,
+            "data_dir": tmp_path,
+        },
+    )
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["database"].startswith("unavailable")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+
 from support.processes import free_port, wait_http, wait_until
 
 
@@ -17,9 +18,21 @@ class Up:
     def __init__(self, tmp_path, data_dir, port):
         self.log = open(tmp_path / f"up-{port}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "faafo.client.cli", "up", "--data-dir", str(data_dir),
-             "--bind-port", str(port), "--workers", "2"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "faafo.client.cli",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--bind-port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
         )
         self.url = f"http://127.0.0.1:{port}"
@@ -27,7 +40,9 @@ class Up:
 
     def wait(self):
         wait_http(self.url + "/readyz", timeout=90)
-        wait_until(lambda: b"faafo is running at" in self.log_path.read_bytes(), 30, message="banner")
+        wait_until(
+            lambda: b"faafo is running at" in self.log_path.read_bytes(), 30, message="banner"
+        )
 
     def stop(self):
         self.process.send_signal(signal.SIGINT)
@@ -40,8 +55,13 @@ def faafo(url, *args, check=True, config=None):
     env = {**os.environ, "FAAFO_ENDPOINT_URL": url}
     if config is not None:
         env["XDG_CONFIG_HOME"] = str(config)
-    result = subprocess.run([sys.executable, "-m", "faafo.client.cli", *args], capture_output=True,
-                            text=True, env=env, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "faafo.client.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     if check:
         assert result.returncode == 0, f"faafo {' '.join(args)}: {result.stderr}"
     return result
@@ -68,8 +88,20 @@ def test_create_wait_list_show_get_delete_and_restart(up):
     def cli(*args, **kwargs):
         return faafo(*args, config=config, **kwargs)
 
-    created = cli(url, "create", "--tasks", "6", "--width", "120", "--height", "90",
-                    "--iterations", "64", "--wait", "--json")
+    created = cli(
+        url,
+        "create",
+        "--tasks",
+        "6",
+        "--width",
+        "120",
+        "--height",
+        "90",
+        "--iterations",
+        "64",
+        "--wait",
+        "--json",
+    )
     body = json.loads(created.stdout)
     uuids = [o["uuid"] for o in body["objects"]]
     assert len(uuids) == 6 and all(o["status"] == "done" for o in body["objects"])
@@ -78,7 +110,16 @@ def test_create_wait_list_show_get_delete_and_restart(up):
         assert uuid in listing
     assert "120 x 90 pixels" in listing and "done" in listing
     shown = cli(url, "show", uuids[0]).stdout
-    for label in ("uuid", "duration", "dimensions", "iterations", "checksum", "generated_by", "status", "c"):
+    for label in (
+        "uuid",
+        "duration",
+        "dimensions",
+        "iterations",
+        "checksum",
+        "generated_by",
+        "status",
+        "c",
+    ):
         assert label in shown
     record = json.loads(cli(url, "show", uuids[0], "--json").stdout)
     out = tmp_path / "one.png"
@@ -101,8 +142,13 @@ def test_create_wait_list_show_get_delete_and_restart(up):
 
 def test_cli_errors_are_one_line(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
-    for args in (["list"], ["show", "3c1d7d7e-0000-4000-8000-000000000000"], ["create", "--width", "0"],
-                 ["show", "not-a-uuid"], ["create", "--xa", "nan"]):
+    for args in (
+        ["list"],
+        ["show", "3c1d7d7e-0000-4000-8000-000000000000"],
+        ["create", "--width", "0"],
+        ["show", "not-a-uuid"],
+        ["create", "--xa", "nan"],
+    ):
         result = faafo(dead, *args, check=False)
         assert result.returncode != 0
         assert "Traceback" not in result.stderr

@@ -7,20 +7,36 @@ import time
 import uuid as uuidlib
 
 import pytest
+
 from support.cluster import Cluster, wait_all_finished
 from support.processes import wait_until
 
 # One of these takes a few seconds on one core: long enough to interrupt.
-SLOW = {"width": 1600, "height": 1600, "iterations": 3000, "xa": -1.5, "xb": 1.5, "ya": -1.0,
-        "yb": 1.0, "c_real": -0.8, "c_imag": 0.156}
+SLOW = {
+    "width": 1600,
+    "height": 1600,
+    "iterations": 3000,
+    "xa": -1.5,
+    "xb": 1.5,
+    "ya": -1.0,
+    "yb": 1.0,
+    "c_real": -0.8,
+    "c_imag": 0.156,
+}
 MEDIUM = {**SLOW, "width": 900, "height": 900, "iterations": 1500}
 
 
 @pytest.fixture
 def cluster(tmp_path):
     data = tmp_path / "data"
-    cluster = Cluster(f"sqlite:///{data / 'faafo.sqlite3'}", f"embedded://{data / 'queue.sqlite3'}",
-                      tmp_path, data)
+    # Whole tasks here (banded rendering has its own tests).
+    cluster = Cluster(
+        f"sqlite:///{data / 'faafo.sqlite3'}",
+        f"embedded://{data / 'queue.sqlite3'}",
+        tmp_path,
+        data,
+        extra_api_args=["--band-cost", str(10**15)],
+    )
     yield cluster
     cluster.stop()
 
@@ -71,9 +87,12 @@ def test_never_acknowledges_without_the_api(cluster):
     cluster.apis.pop()
     from support.processes import Service, wait_http
 
-    api = Service("api-again", "faafo.api.main",
-                  [*cluster.common(), "--listen-address", "127.0.0.1", "--bind-port", str(port)],
-                  cluster.log_dir).start()
+    api = Service(
+        "api-again",
+        "faafo.api.main",
+        [*cluster.common(), "--listen-address", "127.0.0.1", "--bind-port", str(port)],
+        cluster.log_dir,
+    ).start()
     cluster.apis.append(api)
     cluster.ports.append(port)
     wait_http(url + "/readyz", services=[api])
@@ -100,6 +119,9 @@ def test_concurrency_renders_several_at_once(cluster):
     batch = str(uuidlib.uuid4())
     with cluster.client() as client:
         client.create([{**MEDIUM, "batch": batch} for _ in range(2)])
-        wait_until(lambda: client.batch(batch)["counts"].get("running", 0) == 2, 60,
-                   message="two running at once")
+        wait_until(
+            lambda: client.batch(batch)["counts"].get("running", 0) == 2,
+            60,
+            message="two running at once",
+        )
         wait_all_finished(client, batch, 2, timeout=120, cluster=cluster)

@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.processes import Service, free_port, wait_http
-
 from faafo.client.http import FaafoClient
+from support.processes import Service, free_port, wait_http
 
 
 @dataclass
@@ -23,16 +22,31 @@ class Cluster:
     extra_api_args: list[str] = field(default_factory=list)
 
     def common(self) -> list[str]:
-        return ["--database-url", self.database_url, "--transport-url", self.transport_url,
-                "--data-dir", str(self.data_dir)]
+        return [
+            "--database-url",
+            self.database_url,
+            "--transport-url",
+            self.transport_url,
+            "--data-dir",
+            str(self.data_dir),
+        ]
 
     def start_api(self) -> str:
         port = free_port()
         name = f"api-{len(self.apis) + 1}"
-        api = Service(name, "faafo.api.main",
-                      [*self.common(), "--listen-address", "127.0.0.1", "--bind-port", str(port),
-                       *self.extra_api_args],
-                      self.log_dir)
+        api = Service(
+            name,
+            "faafo.api.main",
+            [
+                *self.common(),
+                "--listen-address",
+                "127.0.0.1",
+                "--bind-port",
+                str(port),
+                *self.extra_api_args,
+            ],
+            self.log_dir,
+        )
         api.start()
         self.apis.append(api)
         self.ports.append(port)
@@ -46,9 +60,12 @@ class Cluster:
 
     def start_worker(self, name: str | None = None, *extra: str) -> Service:
         name = name or f"worker-{len(self.workers) + 1}"
-        worker = Service(name, "faafo.worker.main",
-                         [*self.common(), "--endpoint-url", ",".join(self.endpoints), "--name", name, *extra],
-                         self.log_dir)
+        worker = Service(
+            name,
+            "faafo.worker.main",
+            [*self.common(), "--endpoint-url", ",".join(self.endpoints), "--name", name, *extra],
+            self.log_dir,
+        )
         worker.start()
         self.workers.append(worker)
         return worker
@@ -64,7 +81,9 @@ class Cluster:
         return "\n".join(f"--- {s.name}\n{s.tail()}" for s in [*self.apis, *self.workers])
 
 
-def wait_all_finished(client: FaafoClient, batch: str, total: int, timeout: float, cluster: Cluster | None = None) -> dict:
+def wait_all_finished(
+    client: FaafoClient, batch: str, total: int, timeout: float, cluster: Cluster | None = None
+) -> dict:
     deadline = time.monotonic() + timeout
     status: dict = {}
     while time.monotonic() < deadline:

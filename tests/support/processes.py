@@ -22,7 +22,9 @@ def free_port() -> int:
 class Service:
     """One child process (``python -m module args``) logging to a file."""
 
-    def __init__(self, name: str, module: str, args: list[str], log_dir: Path, env: dict | None = None):
+    def __init__(
+        self, name: str, module: str, args: list[str], log_dir: Path, env: dict | None = None
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self.argv = [sys.executable, "-m", module, *args]
@@ -32,7 +34,11 @@ class Service:
     def start(self) -> Service:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while it runs
         self.process = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         return self
 
@@ -87,7 +93,9 @@ def wait_http(url: str, timeout: float = 60, services: list[Service] | None = No
     raise AssertionError(f"{url} not ready after {timeout}s ({last})\n{tails}")
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition") -> None:  # type: ignore[no-untyped-def]
+def wait_until(
+    predicate, timeout: float, interval: float = 0.2, message: str = "condition"
+) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -44,7 +44,10 @@ def rabbitmq_vhost() -> tuple[str, callable]:
     if ctl is None:
         unavailable("rabbitmqctl (to create an isolated vhost)")
     vhost = unique("faafo")
-    for command in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+    for command in (
+        ["add_vhost", vhost],
+        ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+    ):
         subprocess.run([ctl, *command], check=True, capture_output=True, timeout=60)
 
     def cleanup() -> None:
@@ -59,7 +62,9 @@ def postgres_database() -> tuple[str, callable]:
     from sqlalchemy import create_engine, text
 
     name = unique("faafo")
-    admin = create_engine(f"postgresql+psycopg://postgres@{HOST}:5432/postgres", isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        f"postgresql+psycopg://postgres@{HOST}:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
 

@@ -30,8 +30,11 @@ def test_defaults_are_embedded_under_data_dir(tmp_path):
 
 
 def test_ini_then_env_then_flags(tmp_path, monkeypatch):
-    ini = write_ini(tmp_path, "[DEFAULT]\nbind_port = 81\ndatabase_url = sqlite:///ini.db\n"
-                              "transport_url = amqp://ini//\n[api]\nbind_port = 82\n")
+    ini = write_ini(
+        tmp_path,
+        "[DEFAULT]\nbind_port = 81\ndatabase_url = sqlite:///ini.db\n"
+        "transport_url = amqp://ini//\n[api]\nbind_port = 82\n",
+    )
     settings = load_settings(ApiSettings, {}, ini)
     assert settings.bind_port == 82, "the service's own section wins over [DEFAULT]"
     assert settings.database_url == "sqlite:///ini.db"
@@ -50,7 +53,9 @@ def test_worker_reads_endpoint_url(tmp_path):
 
 @pytest.mark.parametrize("program", ["faafo.api.main", "faafo.worker.main"])
 def test_help_documents_every_option(program):
-    out = subprocess.run([sys.executable, "-m", program, "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", program, "--help"], capture_output=True, text=True, check=True
+    ).stdout
     options = ["--database-url", "--transport-url", "--config-file", "--log-format"]
     if program == "faafo.api.main":
         options += ["--listen-address", "--bind-port", "--max-pixels"]
@@ -62,7 +67,10 @@ def test_help_documents_every_option(program):
 
 
 def test_bad_configuration_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "faafo.api.main", "--bind-port", "eighty", "migrate"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "faafo.api.main", "--bind-port", "eighty", "migrate"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "bind_port" in result.stderr

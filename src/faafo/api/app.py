@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 import faafo
 from faafo.api import errors
-from faafo.api.routes import fractals, health, pages, worker
+from faafo.api.routes import fractals, health, pages, stats, worker
 from faafo.api.services import Services
 from faafo.config import ApiSettings
 from faafo.messaging.publisher import Publisher
@@ -45,7 +45,7 @@ class Reconciler:
         while not self._stop.wait(self._interval):
             try:
                 self._services.reconcile()
-            except Exception:  # noqa: BLE001 - keep reconciling after a database hiccup
+            except Exception:
                 log.warning("reconcile failed; will retry", exc_info=True)
 
 
@@ -83,6 +83,6 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     errors.install(app)
-    for module in (fractals, worker, health, pages):
+    for module in (fractals, worker, health, pages, stats):
         app.include_router(module.router)
     return app

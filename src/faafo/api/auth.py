@@ -31,15 +31,23 @@ def _matches(given: str, accepted: list[str]) -> bool:
     return found
 
 
-def _require(credentials: HTTPAuthorizationCredentials | None, accepted: list[str], role: str) -> None:
+def _require(
+    credentials: HTTPAuthorizationCredentials | None, accepted: list[str], role: str
+) -> None:
     if not accepted:
         return
     if credentials is None:
-        raise ApiError(401, f"this API needs a {role} token (Authorization: Bearer ...)",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            f"this API needs a {role} token (Authorization: Bearer ...)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not _matches(credentials.credentials, accepted):
-        raise ApiError(403, f"the token is not a valid {role} token",
-                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        raise ApiError(
+            403,
+            f"the token is not a valid {role} token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
 
 def client_access(request: Request, credentials: Credentials) -> None:

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(ApiSettings, args)
-    except Exception as error:  # noqa: BLE001 - report configuration errors in one line
+    except Exception as error:
         print(f"faafo-api: bad configuration: {error}", file=sys.stderr)
         return 2
     logs.setup("api", settings.log_level, settings.log_format)

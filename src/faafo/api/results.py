@@ -41,7 +41,7 @@ def make_thumbnail(png: bytes) -> bytes | None:
             out = io.BytesIO()
             image.save(out, format="PNG", compress_level=1)
             return out.getvalue()
-    except Exception:  # noqa: BLE001 - a thumbnail is optional
+    except Exception:
         log.warning("could not make a thumbnail", exc_info=True)
         return None
 

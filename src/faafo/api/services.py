@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid as uuidlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from faafo.config import ApiSettings
 from faafo.messaging.messages import TaskMessage, bundle
 from faafo.messaging.publisher import Publisher
+from faafo.store import bands
 from faafo.store import fractals as store
 from faafo.store.database import Database
 from faafo.store.models import Fractal
@@ -81,23 +82,61 @@ class Services:
         now = store.utcnow()
         with self.database.session() as session:
             store.insert_tasks(session, rows, now)
-        self.publish_rows(rows)
-        with self.database.reading() as session:
-            return store.get_many(session, [r["uuid"] for r in rows])
+            for row in rows:
+                if row["width"] * row["height"] * row["iterations"] > self.settings.band_cost:
+                    from faafo.engine import plan_bands
 
-    def publish_rows(self, rows: list[dict] | list[Fractal]) -> bool:
+                    planned = plan_bands(
+                        row["width"], row["height"], row["iterations"], self.settings.band_cost
+                    )
+                    bands.split(session, row["uuid"], planned)
+        with self.database.reading() as session:
+            created = store.get_many(session, [r["uuid"] for r in rows])
+        self.publish_rows(created)
+        order = {r["uuid"]: i for i, r in enumerate(rows)}
+        return sorted(created, key=lambda row: order[row.uuid])
+
+    def _messages_of(self, rows: list[Fractal]) -> list[TaskMessage]:
+        """One message per task; per missing band of a banded task, or its assembly."""
+        messages: list[TaskMessage] = []
+        for row in rows:
+            message = _message_of(row)
+            if not row.band_count:
+                messages.append(message)
+                continue
+            with self.database.reading() as session:
+                todo = bands.missing(session, row.uuid)
+            if todo:
+                messages += [replace(message, band=b.idx, y0=b.y0, y1=b.y1) for b in todo]
+            else:
+                messages.append(replace(message, assemble=row.band_count))
+        return messages
+
+    def publish_assembly(self, uuid: str) -> None:
+        """Every band is stored: ask one worker to assemble them (only once)."""
+        with self.database.session() as session:
+            if not bands.mark_assembly_published(session, uuid, store.utcnow()):
+                return
+            row = store.get(session, uuid)
+        if row is None:
+            return
+        message = replace(_message_of(row), assemble=row.band_count)
+        try:
+            self.publisher.publish([[message]])
+        except Exception:
+            log.exception("could not publish the assembly of %s; the reconciler will retry", uuid)
+
+    def publish_rows(self, rows: list[Fractal]) -> bool:
         """Publish and mark published; on failure leave them for the reconciler."""
-        messages = [_message_of(row) for row in rows]
-        groups = list(
-            bundle(messages, self.settings.bundle_cost, self.settings.max_bundle_tasks)
-        )
+        messages = self._messages_of(rows)
+        groups = list(bundle(messages, self.settings.bundle_cost, self.settings.max_bundle_tasks))
         try:
             self.publisher.publish(groups)
         except Exception:
             log.exception("could not publish %d task(s); the reconciler will retry", len(rows))
             return False
         with self.database.session() as session:
-            store.mark_published(session, [m.uuid for m in messages], store.utcnow())
+            store.mark_published(session, [row.uuid for row in rows], store.utcnow())
         return True
 
     # -- reconciling --------------------------------------------------------
@@ -129,20 +168,19 @@ class Services:
         return timedelta(seconds=self.settings.lease_seconds)
 
 
-def _message_of(row: dict | Fractal) -> TaskMessage:
-    get = row.get if isinstance(row, dict) else lambda name, default=None: getattr(row, name, default)
+def _message_of(row: Fractal) -> TaskMessage:
     return TaskMessage(
-        uuid=get("uuid"),
-        width=get("width"),
-        height=get("height"),
-        iterations=get("iterations"),
-        xa=get("xa"),
-        xb=get("xb"),
-        ya=get("ya"),
-        yb=get("yb"),
-        kind=get("kind") or "julia",
-        palette=get("palette") or "faafo",
-        c_real=get("c_real"),
-        c_imag=get("c_imag"),
-        seed=get("seed"),
+        uuid=row.uuid,
+        width=row.width,
+        height=row.height,
+        iterations=row.iterations,
+        xa=row.xa,
+        xb=row.xb,
+        ya=row.ya,
+        yb=row.yb,
+        kind=row.kind or "julia",
+        palette=row.palette or "faafo",
+        c_real=row.c_real,
+        c_imag=row.c_imag,
+        seed=row.seed,
     )

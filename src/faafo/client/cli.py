@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=f"API URL (env FAAFO_ENDPOINT_URL; default {DEFAULT_ENDPOINT})",
     )
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="JSON output"
+    )
     common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
@@ -109,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> TaskOptions:
     fixed = {name: getattr(args, name) for name in RANDOM_RANGES}
-    bounds = {name: (getattr(args, f"min_{name}"), getattr(args, f"max_{name}")) for name in RANDOM_RANGES}
+    bounds = {
+        name: (getattr(args, f"min_{name}"), getattr(args, f"max_{name}")) for name in RANDOM_RANGES
+    }
     if (args.c_real is None) != (args.c_imag is None):
         raise UsageError("give both --c-real and --c-imag, or neither")
     extra = {
@@ -125,7 +129,9 @@ def _options(args: argparse.Namespace) -> TaskOptions:
 def cmd_create(client: FaafoClient, args: argparse.Namespace) -> int:
     options = _options(args)
     rng = random.Random()
-    count = args.tasks or rng.randint(min(args.min_tasks, args.max_tasks), max(args.min_tasks, args.max_tasks))
+    count = args.tasks or rng.randint(
+        min(args.min_tasks, args.max_tasks), max(args.min_tasks, args.max_tasks)
+    )
     if not args.json:
         print(f"generating {count} task(s)", file=sys.stderr)
     batch = str(uuidlib.uuid4())
@@ -254,7 +260,11 @@ COMMANDS = {
 
 
 def endpoint_of(args: argparse.Namespace) -> str:
-    return getattr(args, "endpoint_url", None) or os.environ.get("FAAFO_ENDPOINT_URL") or DEFAULT_ENDPOINT
+    return (
+        getattr(args, "endpoint_url", None)
+        or os.environ.get("FAAFO_ENDPOINT_URL")
+        or DEFAULT_ENDPOINT
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,9 @@ class ClientError(Exception):
 
 
 class FaafoClient:
-    def __init__(self, endpoint_url: str, *, timeout: float = 30.0, token: str | None = None) -> None:
+    def __init__(
+        self, endpoint_url: str, *, timeout: float = 30.0, token: str | None = None
+    ) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -42,7 +44,9 @@ class FaafoClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
-            raise ClientError(f"the faafo API at {self.endpoint_url} did not answer in time") from None
+            raise ClientError(
+                f"the faafo API at {self.endpoint_url} did not answer in time"
+            ) from None
         except httpx.HTTPError as error:
             raise ClientError(
                 f"cannot reach the faafo API at {self.endpoint_url} ({error.__class__.__name__})"

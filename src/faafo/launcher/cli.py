@@ -26,14 +26,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "queue and a SQLite database under --data-dir (or real servers with the URL options).",
     )
     up.add_argument("--data-dir", type=Path, default=None, help=f"default {default_data_dir()}")
-    up.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core)")
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per core)",
+    )
     up.add_argument("--concurrency", type=int, default=1, help="tasks each worker renders at once")
-    up.add_argument("--bind-port", type=int, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT})")
+    up.add_argument(
+        "--bind-port", type=int, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT})"
+    )
     up.add_argument("--listen-address", default="127.0.0.1", help="API address (default 127.0.0.1)")
     up.add_argument("--database-url", help="use this database instead of SQLite")
-    up.add_argument("--transport-url", help="use this queue (amqp://...) instead of the embedded one")
-    up.add_argument("--open", action="store_true",
-                    help="no tokens: anyone who reaches the API may create, delete and deliver")
+    up.add_argument(
+        "--transport-url", help="use this queue (amqp://...) instead of the embedded one"
+    )
+    up.add_argument(
+        "--open",
+        action="store_true",
+        help="no tokens: anyone who reaches the API may create, delete and deliver",
+    )
     up.add_argument("--log-format", choices=("text", "json"), default="text")
     up.add_argument("--log-level", default="INFO")
     up.set_defaults(run=run)
@@ -77,26 +89,55 @@ def run(args: argparse.Namespace) -> int:
         return 2
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    host = "localhost" if args.listen_address in ("127.0.0.1", "0.0.0.0", "::") else args.listen_address
+    host = (
+        "localhost"
+        if args.listen_address in ("127.0.0.1", "0.0.0.0", "::")
+        else args.listen_address
+    )
     url = f"http://{host}:{args.bind_port}"
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((args.listen_address, args.bind_port))
         except OSError as error:
-            print(f"faafo: error: cannot listen on {args.listen_address}:{args.bind_port}: "
-                  f"{error.strerror}", file=sys.stderr)
+            print(
+                f"faafo: error: cannot listen on {args.listen_address}:{args.bind_port}: "
+                f"{error.strerror}",
+                file=sys.stderr,
+            )
             return 1
-    common = ["--data-dir", str(data_dir), "--log-format", args.log_format, "--log-level", args.log_level]
+    common = [
+        "--data-dir",
+        str(data_dir),
+        "--log-format",
+        args.log_format,
+        "--log-level",
+        args.log_level,
+    ]
     if args.database_url:
         common += ["--database-url", args.database_url]
     if args.transport_url:
         common += ["--transport-url", args.transport_url]
-    api_argv = [sys.executable, "-m", "faafo.api.main", *common,
-                "--listen-address", args.listen_address, "--bind-port", str(args.bind_port)]
-    worker_argv = [sys.executable, "-m", "faafo.worker.main", *common,
-                   "--endpoint-url", f"http://127.0.0.1:{args.bind_port}",
-                   "--concurrency", str(args.concurrency)]
+    api_argv = [
+        sys.executable,
+        "-m",
+        "faafo.api.main",
+        *common,
+        "--listen-address",
+        args.listen_address,
+        "--bind-port",
+        str(args.bind_port),
+    ]
+    worker_argv = [
+        sys.executable,
+        "-m",
+        "faafo.worker.main",
+        *common,
+        "--endpoint-url",
+        f"http://127.0.0.1:{args.bind_port}",
+        "--concurrency",
+        str(args.concurrency),
+    ]
     env = dict(os.environ)
     if not args.open:
         tokens = load_or_create_tokens(data_dir)
@@ -119,10 +160,15 @@ def run(args: argparse.Namespace) -> int:
         print("faafo: error: the API did not become ready; see the log above", file=sys.stderr)
         supervisor.stop()
         return 1
-    print(f"faafo is running at {url}  (data in {data_dir}; {args.workers} worker(s); "
-          "Ctrl-C to stop)", flush=True)
+    print(
+        f"faafo is running at {url}  (data in {data_dir}; {args.workers} worker(s); "
+        "Ctrl-C to stop)",
+        flush=True,
+    )
     while not stop.wait(0.5):
         supervisor.check()
-    print("faafo: stopping (workers finish or give back their tasks)...", file=sys.stderr, flush=True)
+    print(
+        "faafo: stopping (workers finish or give back their tasks)...", file=sys.stderr, flush=True
+    )
     supervisor.stop()
     return 0

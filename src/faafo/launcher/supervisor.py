@@ -39,7 +39,7 @@ class Child:
 
     def start(self, env: dict[str, str]) -> None:
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        self.process = subprocess.Popen(self.argv, env=env, preexec_fn=preexec)  # noqa: PLW1509
+        self.process = subprocess.Popen(self.argv, env=env, preexec_fn=preexec)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

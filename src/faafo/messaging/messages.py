@@ -37,10 +37,15 @@ class TaskMessage:
     c_real: float | None = None
     c_imag: float | None = None
     seed: int | None = None
+    band: int | None = None  # render only this band (rows y0..y1-1) of a huge task
+    y0: int | None = None
+    y1: int | None = None
+    assemble: int | None = None  # all of this many bands are stored: assemble them
 
     @property
     def cost(self) -> int:
-        return self.width * self.height * max(self.iterations, 1)
+        rows = self.y1 - self.y0 if self.band is not None and self.y0 is not None else self.height
+        return self.width * rows * max(self.iterations, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -75,6 +80,19 @@ def task_from_mapping(data: Mapping[str, Any]) -> TaskMessage:
         if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
             raise PoisonMessage("bad seed")
         fields["seed"] = data["seed"]
+    if data.get("band") is not None:
+        for name in ("band", "y0", "y1"):
+            value = data.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise PoisonMessage(f"bad {name}: {value!r}")
+            fields[name] = value
+        if not fields["y0"] < fields["y1"] <= fields["height"]:
+            raise PoisonMessage("band rows outside the image")
+    if data.get("assemble") is not None:
+        value = data["assemble"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PoisonMessage(f"bad assemble: {value!r}")
+        fields["assemble"] = value
     for name in ("kind", "palette"):
         if data.get(name) is not None:
             if not isinstance(data[name], str):
@@ -108,11 +126,19 @@ def encode(tasks: list[TaskMessage]) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
-def bundle(tasks: Iterable[TaskMessage], max_cost: int, max_tasks: int) -> Iterator[list[TaskMessage]]:
+def bundle(
+    tasks: Iterable[TaskMessage], max_cost: int, max_tasks: int
+) -> Iterator[list[TaskMessage]]:
     """Group consecutive small tasks into messages of bounded cost; big tasks travel alone."""
     current: list[TaskMessage] = []
     current_cost = 0
     for task in tasks:
+        if task.band is not None or task.assemble is not None:
+            if current:
+                yield current
+                current, current_cost = [], 0
+            yield [task]
+            continue
         if current and (current_cost + task.cost > max_cost or len(current) >= max_tasks):
             yield current
             current, current_cost = [], 0

@@ -45,7 +45,7 @@ class Publisher:
         if self._connection is not None:
             try:
                 self._connection.release()
-            except Exception:  # noqa: BLE001 - already broken, only tidying up
+            except Exception:
                 log.debug("error closing broken connection", exc_info=True)
         self._connection = None
         self._producer = None

@@ -28,9 +28,9 @@ class Database:
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A session for queries only: on SQLite it does not take the write lock."""
-        with self.sessions(bind=self.engine.execution_options(read_only=True)) as session:
-            with session.begin():
-                yield session
+        bind = self.engine.execution_options(read_only=True)
+        with self.sessions(bind=bind) as session, session.begin():
+            yield session
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -67,7 +67,11 @@ def connect(url: str, *, echo: bool = False) -> Database:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False, "isolation_level": None}
+        kwargs["connect_args"] = {
+            "timeout": 30,
+            "check_same_thread": False,
+            "isolation_level": None,
+        }
     else:
         # Survive a database restart: test each pooled connection before use.
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=3600)

@@ -22,6 +22,8 @@ from faafo.store.models import (
     QUEUED,
     RUNNING,
     UNFINISHED,
+    Band,
+    BandChunk,
     Fractal,
     ImageChunk,
 )
@@ -237,8 +239,9 @@ def store_results(session: Session, results: Iterable[Result], now: datetime) ->
             select(Fractal.uuid, Fractal.status).where(Fractal.uuid.in_(part))
         )
     }
-    outcome = {r.uuid: {None: "unknown", DONE: "duplicate"}.get(status_of.get(r.uuid), "")
-               for r in results}
+    outcome = {
+        r.uuid: {None: "unknown", DONE: "duplicate"}.get(status_of.get(r.uuid), "") for r in results
+    }
     todo = [r for r in results if status_of.get(r.uuid) in UNFINISHED]
     for r in results:
         if not outcome[r.uuid] and r not in todo:
@@ -271,9 +274,14 @@ def store_results(session: Session, results: Iterable[Result], now: datetime) ->
 
     def params(r: Result) -> dict:
         return {
-            "b_uuid": r.uuid, "b_duration": r.duration, "b_size": len(r.png),
-            "b_checksum": r.checksum, "b_generated_by": r.generated_by,
-            "b_c_real": r.c_real, "b_c_imag": r.c_imag, "b_thumbnail": r.thumbnail,
+            "b_uuid": r.uuid,
+            "b_duration": r.duration,
+            "b_size": len(r.png),
+            "b_checksum": r.checksum,
+            "b_generated_by": r.generated_by,
+            "b_c_real": r.c_real,
+            "b_c_imag": r.c_imag,
+            "b_thumbnail": r.thumbnail,
         }
 
     flipped = session.connection().execute(statement, [params(r) for r in todo]).rowcount
@@ -282,11 +290,17 @@ def store_results(session: Session, results: Iterable[Result], now: datetime) ->
         raise ConcurrentDelivery
     for r in todo:
         outcome[r.uuid] = "stored"
-    session.execute(insert(ImageChunk), [
-        {"fractal_uuid": r.uuid, "seq": seq, "data": r.png[start : start + CHUNK_SIZE]}
-        for r in todo
-        for seq, start in enumerate(range(0, max(len(r.png), 1), CHUNK_SIZE))
-    ])
+    # Bands of an assembled image are no longer needed.
+    session.execute(delete(BandChunk).where(BandChunk.fractal_uuid.in_([r.uuid for r in todo])))
+    session.execute(delete(Band).where(Band.fractal_uuid.in_([r.uuid for r in todo])))
+    session.execute(
+        insert(ImageChunk),
+        [
+            {"fractal_uuid": r.uuid, "seq": seq, "data": r.png[start : start + CHUNK_SIZE]}
+            for r in todo
+            for seq, start in enumerate(range(0, max(len(r.png), 1), CHUNK_SIZE))
+        ],
+    )
     return outcome
 
 
@@ -304,9 +318,12 @@ def image_chunk_numbers(session: Session, uuid: str) -> list[int]:
 
 def image_chunk(session: Session, uuid: str, seq: int) -> bytes:
     """One part of the stored PNG, so a download never holds the whole file."""
-    return session.scalar(
-        select(ImageChunk.data).where(ImageChunk.fractal_uuid == uuid, ImageChunk.seq == seq)
-    ) or b""
+    return (
+        session.scalar(
+            select(ImageChunk.data).where(ImageChunk.fractal_uuid == uuid, ImageChunk.seq == seq)
+        )
+        or b""
+    )
 
 
 def image_bytes(session: Session, uuid: str) -> bytes:
@@ -321,7 +338,9 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def to_publish(session: Session, now: datetime, grace: timedelta, limit: int, *, queue_empty: bool) -> list[Fractal]:
+def to_publish(
+    session: Session, now: datetime, grace: timedelta, limit: int, *, queue_empty: bool
+) -> list[Fractal]:
     """Queued tasks that may have no message on the queue.
 
     Those whose publish was never confirmed (the API died between commit and
@@ -345,7 +364,13 @@ def requeue_expired(session: Session, now: datetime) -> int:
     return session.execute(
         update(Fractal)
         .where(Fractal.status == RUNNING, Fractal.lease_until < now)
-        .values(status=QUEUED, published_at=None, lease_until=None, worker=None)
+        .values(
+            status=QUEUED,
+            published_at=None,
+            lease_until=None,
+            worker=None,
+            assembly_published_at=None,
+        )
     ).rowcount
 
 

@@ -13,9 +13,11 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -81,6 +83,8 @@ class Fractal(Base):
     generated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     url: Mapped[str | None] = mapped_column(String(255), nullable=True)
     thumbnail: Mapped[bytes | None] = deferred(mapped_column(Blob, nullable=True))
+    band_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    assembly_published_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
     __table_args__ = (
         Index("ix_fractals_created", "created_at", "uuid"),
@@ -101,3 +105,40 @@ class ImageChunk(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(Blob)
+
+
+class Band(Base):
+    """Rows ``y0..y1-1`` of a huge fractal, rendered by one worker as a PNG of its own.
+
+    When every band is stored, one worker assembles them into the final PNG,
+    so a 10000x10000 request uses every worker instead of pinning one.
+    """
+
+    __tablename__ = "bands"
+
+    fractal_uuid: Mapped[str] = mapped_column(
+        String(36), ForeignKey("fractals.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    y0: Mapped[int] = mapped_column(Integer)
+    y1: Mapped[int] = mapped_column(Integer)
+    stored: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    duration: Mapped[float | None] = mapped_column(Double, nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class BandChunk(Base):
+    __tablename__ = "band_chunks"
+
+    fractal_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(Blob)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["fractal_uuid", "idx"], ["bands.fractal_uuid", "bands.idx"], ondelete="CASCADE"
+        ),
+    )

@@ -14,11 +14,10 @@ page's rows one place down and "older" would show rows already seen.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from faafo.store.models import DONE, FAILED, QUEUED, RUNNING, STATUSES, Fractal
@@ -57,14 +56,24 @@ class GalleryFilters:
     worker: str | None = None
 
     def apply(self, query: Select) -> Select:
+        """Add the filters as conditions that an index can answer.
+
+        Finished rows name their maker in ``generated_by`` (indexed, and set
+        only when a result is stored, so it implies ``done``); running and
+        failed rows name only their claimant in ``worker``, reached through
+        the status index. Writing "done by W" as ``generated_by = W`` alone
+        keeps the database from walking every done row instead.
+        """
+        made = Fractal.generated_by == self.worker
+        holds = Fractal.worker == self.worker
+        if self.worker and self.status == DONE:
+            return query.where(made)
         if self.status:
             query = query.where(Fractal.status == self.status)
+        if self.worker and self.status:
+            return query.where(holds)
         if self.worker:
-            # Finished rows name their maker in generated_by; running and failed
-            # ones only in worker (the claimant).
-            query = query.where(
-                or_(Fractal.generated_by == self.worker, Fractal.worker == self.worker)
-            )
+            return query.where(or_(made, and_(Fractal.status.in_((RUNNING, FAILED)), holds)))
         return query
 
 
@@ -113,14 +122,61 @@ def page_from(
     per_page: int,
 ) -> list[Fractal]:
     """Page ``page_number`` (1 = newest) of the rows at or older than ``anchor``."""
-    query = (
-        filters.apply(select(Fractal))
-        .where(*_at_or_older(anchor))
-        .order_by(Fractal.created_at.desc(), Fractal.uuid.desc())
-        .offset((page_number - 1) * per_page)
-        .limit(per_page)
-    )
-    return list(session.scalars(query))
+    skip = (page_number - 1) * per_page
+    if filters.worker:
+        return _page_by_keys(session, filters, anchor, skip, per_page)
+    return _page_by_seek(session, filters, anchor, skip, per_page)
+
+
+_NEWEST_FIRST = (Fractal.created_at.desc(), Fractal.uuid.desc())
+
+
+def _page_by_seek(
+    session: Session, filters: GalleryFilters, anchor: Anchor | None, skip: int, per_page: int
+) -> list[Fractal]:
+    """When an index covers the filters (none, or status): seek, then read one page.
+
+    A plain ``OFFSET`` in the order ``(created_at, uuid)`` makes the database
+    read every skipped row to sort it by uuid, since no index ends in uuid.
+    Instead the creation time of the page's first row comes from the index
+    alone, and only the rows from there on are read.
+    """
+    within = _at_or_older(anchor)
+    if skip:
+        first = session.scalar(
+            filters.apply(select(Fractal.created_at))
+            .where(*within)
+            .order_by(Fractal.created_at.desc())
+            .offset(skip)
+            .limit(1)
+        )
+        if first is None:
+            return []
+        newer = session.scalar(
+            filters.apply(select(func.count()).select_from(Fractal)).where(
+                *within, Fractal.created_at > first
+            )
+        )
+        within = [*within, Fractal.created_at <= first]
+        skip -= int(newer or 0)  # rows created at the same moment as the page's first row
+    query = filters.apply(select(Fractal)).where(*within).order_by(*_NEWEST_FIRST)
+    return list(session.scalars(query.offset(skip).limit(per_page)))
+
+
+def _page_by_keys(
+    session: Session, filters: GalleryFilters, anchor: Anchor | None, skip: int, per_page: int
+) -> list[Fractal]:
+    """When the filters must read rows anyway (a worker): sort keys only, then fetch the page.
+
+    Each matching row is read once for its key; only the page's rows are
+    loaded in full.
+    """
+    keys = select(Fractal.uuid).where(*_at_or_older(anchor)).order_by(*_NEWEST_FIRST)
+    uuids = list(session.scalars(filters.apply(keys).offset(skip).limit(per_page)))
+    if not uuids:
+        return []
+    rows = {r.uuid: r for r in session.scalars(select(Fractal).where(Fractal.uuid.in_(uuids)))}
+    return [rows[u] for u in uuids if u in rows]
 
 
 # -- counters and workers -------------------------------------------------------
@@ -154,21 +210,6 @@ class Throughput:
     pixels: int
 
 
-def throughput(session: Session, now: datetime, window: timedelta) -> Throughput:
-    since = now - window
-    done, failed, pixels = session.execute(
-        select(
-            func.coalesce(func.sum(case((Fractal.status == DONE, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Fractal.status == FAILED, 1), else_=0)), 0),
-            func.coalesce(
-                func.sum(case((Fractal.status == DONE, Fractal.width * Fractal.height), else_=0)),
-                0,
-            ),
-        ).where(Fractal.finished_at >= since, Fractal.status.in_((DONE, FAILED)))
-    ).one()
-    return Throughput(window, int(done), int(failed), int(pixels))
-
-
 @dataclass(frozen=True)
 class RecentTask:
     uuid: str
@@ -191,12 +232,87 @@ class WorkerActivity:
     recent: list[RecentTask] = field(default_factory=list)
 
 
-def _latest(*moments: datetime | None) -> datetime | None:
-    present = [m for m in moments if m is not None]
-    return max(present) if present else None
+@dataclass(frozen=True)
+class _Sampled:
+    """One recently active task, with the worker it belongs to."""
+
+    worker: str | None
+    task: RecentTask
+    pixels: int
+    renewed: datetime | None = None  # running tasks: the last lease renewal
+
+    @property
+    def activity(self) -> datetime:
+        moments = (self.task.finished_at, self.renewed, self.task.started_at)
+        return max((m for m in moments if m is not None), default=datetime.min)
 
 
-def workers(
+_SAMPLE_COLUMNS = (
+    Fractal.uuid,
+    Fractal.status,
+    Fractal.started_at,
+    Fractal.finished_at,
+    Fractal.duration,
+    Fractal.width * Fractal.height,
+)
+
+
+def _latest_finished(
+    session: Session, status: str, since: datetime, chunk: int, cap: int
+) -> list[_Sampled]:
+    """Finished tasks of ``status``, latest first, down to the first chunk older than ``since``.
+
+    The queue is first in, first out, so the tasks that finished last are
+    (nearly) the newest-created finished ones: walking the index on
+    ``(status, created_at)`` from the newest end finds them without reading
+    the rest of the table. The walk stops after a whole chunk that finished
+    before ``since`` (so the throughput count is complete) or at ``cap``.
+    """
+    owner = Fractal.generated_by if status == DONE else Fractal.worker
+    query = (
+        select(owner, *_SAMPLE_COLUMNS)
+        .where(Fractal.status == status)
+        .order_by(Fractal.created_at.desc(), Fractal.uuid.desc())
+        .limit(cap)
+        .execution_options(yield_per=chunk)
+    )
+    found: list[_Sampled] = []
+    result = session.execute(query)
+    try:
+        for part in result.partitions():
+            found += [_Sampled(row[0], RecentTask(*row[1:6]), int(row[6] or 0)) for row in part]
+            if all(row[4] is None or row[4] < since for row in part):
+                break
+    finally:
+        result.close()
+    return found
+
+
+def _running(session: Session, lease: timedelta) -> list[_Sampled]:
+    """Every running task (there are at most as many as worker slots)."""
+    query = select(Fractal.worker, *_SAMPLE_COLUMNS, Fractal.lease_until).where(
+        Fractal.status == RUNNING
+    )
+    return [
+        _Sampled(
+            row[0],
+            RecentTask(*row[1:6]),
+            int(row[6] or 0),
+            renewed=row[7] - lease if row[7] is not None else None,
+        )
+        for row in session.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Throughput over the window and the per-worker picture, from one bounded sample."""
+
+    throughput: Throughput
+    workers: list[WorkerActivity]
+
+
+def activity(
     session: Session,
     now: datetime,
     *,
@@ -204,77 +320,70 @@ def workers(
     window: timedelta,
     recent_per_worker: int = 5,
     limit: int = 50,
-) -> list[WorkerActivity]:
-    """Per worker: running now, done and failed in all, done within ``window``, last seen.
+    chunk: int = 256,
+    cap: int = 20_000,
+) -> Activity:
+    """Throughput and, per worker: running now, done and failed in all, recent tasks, last seen.
 
     Workers are not registered anywhere; they are known by the tasks they
-    claimed (``worker``) or delivered (``generated_by``). "Last seen" is the
-    latest claim, delivery or lease renewal: a renewal sets ``lease_until``
-    to ``renewed_at + lease``, so ``lease_until - lease`` is when the worker
-    last spoke while rendering one long task. Most recently seen first.
+    delivered (``generated_by``), hold (``worker`` of running tasks) or
+    failed. "Last seen" is the latest claim, delivery or lease renewal among
+    the running tasks and the latest finished ones (a renewal sets
+    ``lease_until`` to ``renewed_at + lease``, so a worker busy with one long
+    render is still seen); it is None for a worker absent from that sample,
+    one idle for longer than the latest ``chunk`` finished tasks took.
+
+    Every query here is an index range or an index-only scan, so the cost
+    follows the recent activity, not the size of the table.
     """
-    name = func.coalesce(Fractal.worker, Fractal.generated_by)
-    done_recently = and_(Fractal.status == DONE, Fractal.finished_at >= now - window)
-    rows = session.execute(
-        select(
-            name,
-            func.sum(case((Fractal.status == RUNNING, 1), else_=0)),
-            func.sum(case((Fractal.status == DONE, 1), else_=0)),
-            func.sum(case((Fractal.status == FAILED, 1), else_=0)),
-            func.sum(case((done_recently, 1), else_=0)),
-            func.max(Fractal.started_at),
-            func.max(Fractal.finished_at),
-            func.max(Fractal.lease_until),
-        )
-        .where(name.is_not(None))
-        .group_by(name)
-    ).all()
-    found = [
-        WorkerActivity(
-            name=row[0],
-            running=int(row[1] or 0),
-            done=int(row[2] or 0),
-            failed=int(row[3] or 0),
-            done_recently=int(row[4] or 0),
-            last_seen=_latest(row[5], row[6], row[7] - lease if row[7] is not None else None),
-        )
-        for row in rows
-    ]
-    found.sort(key=lambda w: (w.last_seen or datetime.min, w.name), reverse=True)
-    found = found[:limit]
-    _attach_recent(session, found, recent_per_worker)
-    return found
+    since = now - window
+    sample = _running(session, lease)
+    for status in (DONE, FAILED):
+        sample += _latest_finished(session, status, since, chunk, cap)
 
-
-def _attach_recent(session: Session, found: Sequence[WorkerActivity], per_worker: int) -> None:
-    """Each worker's latest tasks, in one query ranking every worker's tasks by activity."""
-    if per_worker <= 0 or not found:
-        return
-    name = func.coalesce(Fractal.worker, Fractal.generated_by)
-    activity = func.coalesce(Fractal.finished_at, Fractal.started_at)
-    ranked = (
-        select(
-            name.label("name"),
-            Fractal.uuid,
-            Fractal.status,
-            Fractal.started_at,
-            Fractal.finished_at,
-            Fractal.duration,
-            func.row_number()
-            .over(partition_by=name, order_by=(activity.desc(), Fractal.uuid.desc()))
-            .label("rank"),
-        )
-        .where(name.in_([w.name for w in found]), activity.is_not(None))
-        .subquery()
+    ended = [s for s in sample if s.task.finished_at is not None and s.task.finished_at >= since]
+    done_now = [s for s in ended if s.task.status == DONE]
+    done_now_ids = {s.task.uuid for s in done_now}
+    throughput = Throughput(
+        window, len(done_now), len(ended) - len(done_now), sum(s.pixels for s in done_now)
     )
-    query = select(
-        ranked.c.name,
-        ranked.c.uuid,
-        ranked.c.status,
-        ranked.c.started_at,
-        ranked.c.finished_at,
-        ranked.c.duration,
-    ).where(ranked.c.rank <= per_worker).order_by(ranked.c.name, ranked.c.rank)
-    by_name = {w.name: w for w in found}
-    for row in session.execute(query):
-        by_name[row[0]].recent.append(RecentTask(*row[1:]))
+
+    by_name: dict[str, WorkerActivity] = {}
+
+    def worker(name: str) -> WorkerActivity:
+        return by_name.setdefault(name, WorkerActivity(name=name))
+
+    # generated_by is set only when a result is stored: an index-only count of done tasks.
+    for name, n in session.execute(
+        select(Fractal.generated_by, func.count())
+        .where(Fractal.generated_by.is_not(None))
+        .group_by(Fractal.generated_by)
+    ):
+        worker(name).done = int(n)
+    for name, n in session.execute(
+        select(Fractal.worker, func.count())
+        .where(Fractal.status == FAILED, Fractal.worker.is_not(None))
+        .group_by(Fractal.worker)
+    ):
+        worker(name).failed = int(n)
+    sample.sort(key=lambda s: (s.activity, s.task.uuid), reverse=True)
+    for item in sample:
+        if item.worker is None:
+            continue
+        found = worker(item.worker)
+        if item.task.status == RUNNING:
+            found.running += 1
+        if item.task.uuid in done_now_ids:
+            found.done_recently += 1
+        found.last_seen = _latest(found.last_seen, item.activity)
+        if len(found.recent) < recent_per_worker:
+            found.recent.append(item.task)
+    listed = sorted(
+        by_name.values(), key=lambda w: (w.last_seen or datetime.min, w.name), reverse=True
+    )
+    return Activity(throughput, listed[:limit])
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    present = [m for m in moments if m is not None]
+    return max(present) if present else None

@@ -67,7 +67,14 @@ class WorkerApi:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, deadline: float | None = None, **kwargs: Any) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        deadline: float | None = None,
+        raw: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         deadline = deadline if deadline is not None else time.monotonic() + self.retry_seconds
         delay = 0.2
         last_error = "no attempt"
@@ -80,14 +87,16 @@ class WorkerApi:
                     last_error = f"{base}: {error.__class__.__name__}: {error}"
                 else:
                     if response.status_code < 400:
-                        return response.json()
+                        return response.content if raw else response.json()
                     if response.status_code < 500 and response.status_code not in (408, 429):
                         raise ApiRejected(response.status_code, _message(response))
                     last_error = f"{base}: HTTP {response.status_code}"
                 self._current = (self._current + 1) % len(self.endpoints)
             if time.monotonic() + delay > deadline:
                 raise ApiUnavailable(last_error)
-            log.warning("API call %s %s failed (%s); retrying in %.1fs", method, path, last_error, delay)
+            log.warning(
+                "API call %s %s failed (%s); retrying in %.1fs", method, path, last_error, delay
+            )
             self._sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -101,6 +110,30 @@ class WorkerApi:
             deadline=time.monotonic() + 5,
             json={"worker": self.worker, "uuids": uuids},
         )
+
+    def claim_band(self, uuid: str, band: int) -> dict:
+        return self._call(
+            "POST",
+            "/v1/worker/bands/claim",
+            json={"worker": self.worker, "uuid": uuid, "band": band},
+        )
+
+    def deliver_band(self, uuid: str, band: int, delivery: Delivery) -> dict:
+        params = {
+            "checksum": delivery.checksum,
+            "duration": delivery.duration,
+            "generated_by": self.worker,
+        }
+        return self._call(
+            "PUT",
+            f"/v1/worker/bands/{uuid}/{band}",
+            params=params,
+            content=delivery.png,
+            headers={"content-type": "image/png"},
+        )
+
+    def fetch_band(self, uuid: str, band: int) -> bytes:
+        return self._call("GET", f"/v1/worker/bands/{uuid}/{band}", raw=True)
 
     def report_failures(self, failures: dict[str, str]) -> None:
         body = [{"uuid": u, "error": e[:2000], "worker": self.worker} for u, e in failures.items()]
@@ -125,7 +158,9 @@ class WorkerApi:
         for d in deliveries:
             files.append((d.uuid, (f"{d.uuid}.png", d.png, "image/png")))
             if d.thumbnail:
-                files.append((f"thumbnail:{d.uuid}", (f"{d.uuid}-thumb.png", d.thumbnail, "image/png")))
+                files.append(
+                    (f"thumbnail:{d.uuid}", (f"{d.uuid}-thumb.png", d.thumbnail, "image/png"))
+                )
         return self._call("POST", "/v1/worker/results", files=files)
 
 

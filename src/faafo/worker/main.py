@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(WorkerSettings, args)
-    except Exception as error:  # noqa: BLE001 - report configuration errors in one line
+    except Exception as error:
         print(f"faafo-worker: bad configuration: {error}", file=sys.stderr)
         return 2
     logs.setup("worker", settings.log_level, settings.log_format)

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 from kombu import Consumer, Producer
 from kombu.message import Message
@@ -71,7 +72,7 @@ class Worker:
             try:
                 self._consume()
                 backoff = 0.5
-            except Exception as error:  # noqa: BLE001 - any broker failure: reconnect
+            except Exception as error:
                 log.warning(
                     "queue connection lost (%s: %s); reconnecting in %.1fs",
                     error.__class__.__name__,
@@ -120,7 +121,7 @@ class Worker:
         finally:
             try:
                 connection.release()
-            except Exception:  # noqa: BLE001 - closing a broken connection
+            except Exception:
                 log.debug("error releasing connection", exc_info=True)
 
     def _drain_inflight(self, connection) -> None:  # type: ignore[no-untyped-def]
@@ -130,7 +131,7 @@ class Worker:
             self._settle(wait=0.1)
             try:
                 connection.heartbeat_check()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 break
         for future, message in list(self._inflight.items()):
             future.cancel()
@@ -151,7 +152,7 @@ class Worker:
             message = self._inflight.pop(future)
             try:
                 outcome, reason = future.result()
-            except Exception as error:  # noqa: BLE001 - a bug in processing: retry elsewhere
+            except Exception as error:
                 log.exception("processing crashed")
                 outcome, reason = Outcome.REQUEUE, str(error)
             if outcome is Outcome.ACK:
@@ -179,6 +180,10 @@ class Worker:
         except PoisonMessage as error:
             self._report_poison(body, str(error))
             return Outcome.DEAD, str(error)
+        if len(tasks) == 1 and tasks[0].band is not None:
+            return self._process_band(tasks[0])
+        if len(tasks) == 1 and tasks[0].assemble is not None:
+            return self._process_assembly(tasks[0])
         try:
             claims = self.api.claim([t.uuid for t in tasks])
         except (ApiUnavailable, ApiRejected) as error:
@@ -202,6 +207,54 @@ class Worker:
             self._release(t.uuid for t in todo)
         return Outcome.ACK, ""
 
+    def _process_band(self, task: TaskMessage) -> tuple[Outcome, str]:
+        """One band of a huge task: rendered here, assembled later by whichever worker."""
+        assert task.band is not None
+        try:
+            claim = self.api.claim_band(task.uuid, task.band)
+            if not claim["render"]:
+                return Outcome.ACK, claim["reason"]
+            self._hold([task.uuid])
+            token = logs.current_task.set(task.uuid)
+            try:
+                delivery = rendering.render(task, self._threads)
+            except Exception as error:
+                log.exception("band %d failed", task.band)
+                self.api.report_failures({task.uuid: f"band {task.band} failed: {error}"})
+                return Outcome.ACK, str(error)
+            finally:
+                logs.current_task.reset(token)
+            result = self.api.deliver_band(task.uuid, task.band, delivery)
+            log.info("delivered band %d of %s: %s", task.band, task.uuid, result["result"])
+        except (ApiUnavailable, ApiRejected) as error:
+            log.error("band %s/%s not delivered: %s", task.uuid, task.band, error)
+            return Outcome.REQUEUE, str(error)
+        finally:
+            self._release([task.uuid])
+        return Outcome.ACK, ""
+
+    def _process_assembly(self, task: TaskMessage) -> tuple[Outcome, str]:
+        """Every band is stored: join them into the one PNG the user asked for."""
+        import tempfile
+
+        try:
+            (claim,) = self.api.claim([task.uuid])
+            if not claim["render"]:
+                return Outcome.ACK, claim["reason"]
+            self._hold([task.uuid])
+            with tempfile.TemporaryDirectory(prefix="faafo-assembly-") as spool:
+                delivery = rendering.assemble(
+                    task, lambda index: self.api.fetch_band(task.uuid, index), Path(spool)
+                )
+            outcome = self.api.deliver([delivery])
+            log.info("assembled %s from %d bands: %s", task.uuid, task.assemble, outcome[task.uuid])
+        except (ApiUnavailable, ApiRejected) as error:
+            log.error("assembly of %s not delivered: %s", task.uuid, error)
+            return Outcome.REQUEUE, str(error)
+        finally:
+            self._release([task.uuid])
+        return Outcome.ACK, ""
+
     def _render_all(self, todo: list[TaskMessage]) -> tuple[list, dict[str, str]]:
         deliveries, failures = [], {}
         self._hold(t.uuid for t in todo)
@@ -209,7 +262,7 @@ class Worker:
             token = logs.current_task.set(task.uuid)
             try:
                 deliveries.append(rendering.render(task, self._threads))
-            except Exception as error:  # noqa: BLE001 - the task fails, the worker carries on
+            except Exception as error:
                 log.exception("render failed")
                 failures[task.uuid] = f"render failed: {error.__class__.__name__}: {error}"
             finally:

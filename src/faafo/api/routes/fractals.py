@@ -121,7 +121,10 @@ def list_fractals(
 
 
 @router.get(
-    "/v1/fractal/{uuid}", response_model=FractalOut, name="get_fractal", dependencies=[RequireReader]
+    "/v1/fractal/{uuid}",
+    response_model=FractalOut,
+    name="get_fractal",
+    dependencies=[RequireReader],
 )
 def get_fractal(uuid: str, services: Svc) -> FractalOut:
     with services.database.reading() as session:
@@ -182,7 +185,9 @@ async def put_result(
 ) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        png, meta = _legacy_result(uuid, await read_json(request, services.settings.max_upload_bytes))
+        png, meta = _legacy_result(
+            uuid, await read_json(request, services.settings.max_upload_bytes)
+        )
     elif content_type == "image/png":
         png = await read_limited(request, services.settings.max_upload_bytes)
         if checksum is None or duration is None or generated_by is None:
@@ -284,4 +289,3 @@ def get_thumbnail(uuid: str, request: Request, services: Svc) -> Response:
     if not data:
         return _image_response(services, uuid, request)
     return Response(data, media_type="image/png", headers=headers)
-

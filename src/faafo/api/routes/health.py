@@ -29,7 +29,9 @@ async def readyz(services: Svc) -> JSONResponse:
         try:
             await run_in_threadpool(probe)
             checks[name] = "ok"
-        except Exception as error:  # noqa: BLE001 - any failure means not ready
+        except Exception as error:
             checks[name] = f"unavailable: {error.__class__.__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503
+    )

@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import TypeAdapter, ValidationError
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from faafo.api import deps
 from faafo.api.auth import RequireWorker
+from faafo.api.body import read_limited
 from faafo.api.errors import ApiError, clean_errors, describe_validation
-from faafo.api.results import accept_results
+from faafo.api.results import accept_results, verify
 from faafo.api.schemas import ClaimOut, ClaimRequest, FailureReport, ResultMeta
 from faafo.api.services import Services
+from faafo.store import bands
 from faafo.store import fractals as store
 
 router = APIRouter(prefix="/v1/worker", tags=["worker"], dependencies=[RequireWorker])
@@ -36,7 +39,9 @@ def claim(body: ClaimRequest, services: Svc) -> list[ClaimOut]:
         )
     seconds = services.settings.lease_seconds
     return [
-        ClaimOut(uuid=c.uuid, render=c.render, reason=c.reason, attempt=c.attempt, lease_seconds=seconds)
+        ClaimOut(
+            uuid=c.uuid, render=c.render, reason=c.reason, attempt=c.attempt, lease_seconds=seconds
+        )
         for c in claims
     ]
 
@@ -92,3 +97,80 @@ async def upload_results(request: Request, services: Svc) -> dict[str, str]:
         items.append((meta, await image.read(), thumbnail))
     await form.close()
     return await accept_results(services, items)
+
+
+class BandClaim(BaseModel):
+    worker: str = Field(..., min_length=1, max_length=255)
+    uuid: str = Field(..., max_length=36)
+    band: int = Field(..., ge=0)
+
+
+@router.post("/bands/claim", response_model=ClaimOut)
+def claim_band(body: BandClaim, services: Svc) -> ClaimOut:
+    """Claim one band of a huge task: does it still need rendering?"""
+    with services.database.session() as session:
+        claim = bands.claim_band(
+            session,
+            body.uuid,
+            body.band,
+            body.worker,
+            store.utcnow(),
+            services.lease,
+            services.settings.max_attempts,
+        )
+    return ClaimOut(
+        uuid=claim.uuid,
+        render=claim.render,
+        reason=claim.reason,
+        attempt=claim.attempt,
+        lease_seconds=services.settings.lease_seconds,
+    )
+
+
+@router.put(
+    "/bands/{uuid}/{band}",
+    summary="Deliver one rendered band (raw PNG)",
+    openapi_extra={
+        "requestBody": {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+        }
+    },
+)
+async def put_band(
+    uuid: str,
+    band: Annotated[int, Path(ge=0)],
+    request: Request,
+    services: Svc,
+    checksum: Annotated[str, Query(min_length=64, max_length=64)],
+    duration: Annotated[float, Query(ge=0, allow_inf_nan=False)],
+    generated_by: Annotated[str, Query(min_length=1, max_length=255)],
+) -> dict[str, str]:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "image/png":
+        raise ApiError(415, "expected Content-Type: image/png")
+    png = await read_limited(request, services.settings.max_upload_bytes)
+    verify(
+        ResultMeta(uuid=uuid, checksum=checksum, duration=duration, generated_by=generated_by), png
+    )
+
+    def _store() -> tuple[str, bool]:
+        with services.database.session() as session:
+            return bands.store_band(session, uuid, band, png, duration, generated_by)
+
+    outcome, complete = await run_in_threadpool(_store)
+    if outcome == "unknown":
+        raise ApiError(404, f"no band {band} of fractal {uuid}")
+    if complete:
+        await run_in_threadpool(services.publish_assembly, uuid)
+    return {"uuid": uuid, "band": str(band), "result": outcome}
+
+
+@router.get(
+    "/bands/{uuid}/{band}", response_class=Response, responses={200: {"content": {"image/png": {}}}}
+)
+def get_band(uuid: str, band: Annotated[int, Path(ge=0)], services: Svc) -> Response:
+    """A stored band, for the worker that assembles the final image."""
+    with services.database.reading() as session:
+        data = bands.band_png(session, uuid, band)
+    if data is None:
+        raise ApiError(404, f"no stored band {band} of fractal {uuid}")
+    return Response(data, media_type="image/png")
