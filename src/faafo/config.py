@@ -154,6 +154,12 @@ class ApiSettings(CommonSettings):
         description="token workers need to claim and deliver (comma-separated); empty: open",
     )
     private_reads: bool = Field(False, description="reading also needs the client token")
+    test_delay_before_publish: float = Field(
+        0.0,
+        ge=0,
+        description="fault-injection tests only: seconds to wait between committing new tasks "
+        "and publishing them",
+    )
 
     def client_tokens(self) -> list[str]:
         return _tokens(self.client_token)

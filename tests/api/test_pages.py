@@ -134,6 +134,8 @@ def test_filters_by_status_and_worker(client):
     assert {u for _, u in cards(client.get("/?status=done").text)} == {a, b}
     assert {u for _, u in cards(client.get("/?worker=w-one").text)} == {a, c}
     assert {u for _, u in cards(client.get("/index/1?status=running&worker=w-one").text)} == {c}
+    assert {u for _, u in cards(client.get("/?status=done&worker=w-one").text)} == {a}
+    assert cards(client.get("/?status=queued&worker=w-one").text) == []
     assert cards(client.get("/?status=failed").text) == []
     page = client.get("/?worker=w-two").text
     assert '<option value="w-two" selected>' in page and '<option value="w-one" >' in page

@@ -84,11 +84,15 @@ def test_counts_backlog_throughput_and_workers(client):
 def test_recent_tasks_are_bounded_and_newest_first(client, services):
     uuids = create(client, 8)
     claim(client, uuids, "w1")
+    for uuid in uuids:
+        deliver(client, uuid, "w1")
     base = datetime(2026, 1, 1)
     with services.database.session() as session:
         for i, uuid in enumerate(uuids):
             session.execute(
-                update(Fractal).where(Fractal.uuid == uuid).values(started_at=base + timedelta(i))
+                update(Fractal)
+                .where(Fractal.uuid == uuid)
+                .values(started_at=base, finished_at=base + timedelta(i))
             )
     recent = stats(client)["workers"][0]["recent"]
     assert [t["uuid"] for t in recent] == list(reversed(uuids))[:5]

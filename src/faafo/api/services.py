@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import uuid as uuidlib
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -92,6 +93,8 @@ class Services:
                     bands.split(session, row["uuid"], planned)
         with self.database.reading() as session:
             created = store.get_many(session, [r["uuid"] for r in rows])
+        if self.settings.test_delay_before_publish:
+            time.sleep(self.settings.test_delay_before_publish)
         self.publish_rows(created)
         order = {r["uuid"]: i for i, r in enumerate(rows)}
         return sorted(created, key=lambda row: order[row.uuid])
