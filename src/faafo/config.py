@@ -184,6 +184,9 @@ class WorkerSettings(CommonSettings):
         0, ge=0, description="threads per render (0: one per core, shared by all slots)"
     )
     worker_token: SecretStr = Field(SecretStr(""), description="token sent to the API")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)"
+    )
     upload_timeout: float = Field(60.0, gt=0, description="seconds to wait for one API call")
     stop_timeout: float = Field(
         60.0,

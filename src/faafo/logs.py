@@ -6,18 +6,31 @@ task is handled carries it and one task can be followed across hosts.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 
 current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar("task", default=None)
+
+
+@contextlib.contextmanager
+def task_context(uuid: str | None) -> Iterator[None]:
+    """Every line logged inside carries this task's uuid."""
+    token = current_task.set(uuid)
+    try:
+        yield
+    finally:
+        current_task.reset(token)
 
 
 class _TaskFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.task = current_task.get()
+        record.task_suffix = f" [task {record.task}]" if record.task else ""
         return True
 
 
@@ -51,7 +64,9 @@ def setup(service: str, level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
+            logging.Formatter(
+                f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s%(task_suffix)s"
+            )
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

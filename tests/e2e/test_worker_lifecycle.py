@@ -125,3 +125,33 @@ def test_concurrency_renders_several_at_once(cluster):
             message="two running at once",
         )
         wait_all_finished(client, batch, 2, timeout=120, cluster=cluster)
+
+
+def test_worker_metrics_and_json_logs(cluster):
+    import json
+
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+    from support.processes import free_port
+
+    cluster.start_api()
+    port = free_port()
+    worker = cluster.start_worker("w1", "--metrics-port", str(port), "--log-format", "json")
+    batch = str(uuidlib.uuid4())
+    small = {**MEDIUM, "width": 80, "height": 60, "iterations": 50, "batch": batch}
+    with cluster.client() as client:
+        created = client.create([small for _ in range(3)])
+        wait_all_finished(client, batch, 3, timeout=60, cluster=cluster)
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("faafo_worker_tasks_total", (("outcome", "rendered"), ("worker", "w1")))] == 3
+    assert samples[("faafo_render_seconds_count", (("kind", "julia"),))] == 3
+    assert samples[("faafo_upload_seconds_count", ())] >= 1
+    lines = [json.loads(line) for line in worker.tail(500).splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "service", "message"} <= set(entry) for entry in lines)
+    uuid = created[0]["uuid"]
+    assert any(entry.get("task") == uuid for entry in lines), "a task can be followed in the logs"

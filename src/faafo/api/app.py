@@ -13,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 import faafo
-from faafo.api import errors
+from faafo.api import errors, metrics
+from faafo.api.metrics import ApiMetrics
 from faafo.api.routes import fractals, health, pages, stats, worker
 from faafo.api.services import Services
 from faafo.config import ApiSettings
@@ -59,6 +60,7 @@ def create_app(
     database = database or connect(settings.database_url)
     publisher = publisher or Publisher(settings.transport_url)
     services = Services(settings=settings, database=database, publisher=publisher)
+    services.metrics = ApiMetrics(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +85,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     errors.install(app)
+    metrics.install(app, services.metrics)
     for module in (fractals, worker, health, pages, stats):
         app.include_router(module.router)
     return app

@@ -7,6 +7,7 @@ import logging
 
 from starlette.concurrency import run_in_threadpool
 
+from faafo import logs
 from faafo.api.errors import ApiError
 from faafo.api.schemas import ResultMeta
 from faafo.api.services import Services
@@ -78,9 +79,21 @@ async def accept_results(
         for _ in range(5):
             try:
                 with services.database.session() as session:
-                    return store.store_results(session, results, store.utcnow())
+                    outcome = store.store_results(session, results, store.utcnow())
+                break
             except store.ConcurrentDelivery:
                 log.info("a concurrent delivery won a race; storing the batch again")
-        raise ApiError(503, "results kept colliding with concurrent deliveries; retry")
+        else:
+            raise ApiError(503, "results kept colliding with concurrent deliveries; retry")
+        for result in results:
+            with logs.task_context(result.uuid):
+                log.info("result from %s: %s (%d bytes)", result.generated_by,
+                         outcome[result.uuid], len(result.png))
+            if services.metrics:
+                if outcome[result.uuid] == "stored":
+                    services.metrics.completed.labels(result.generated_by).inc()
+                elif outcome[result.uuid] == "duplicate":
+                    services.metrics.duplicates.inc()
+        return outcome
 
     return await run_in_threadpool(_store)

@@ -13,7 +13,9 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
+from faafo import logs
 from faafo.config import ApiSettings
 from faafo.messaging.messages import TaskMessage, bundle
 from faafo.messaging.publisher import Publisher
@@ -21,6 +23,9 @@ from faafo.store import bands
 from faafo.store import fractals as store
 from faafo.store.database import Database
 from faafo.store.models import Fractal
+
+if TYPE_CHECKING:
+    from faafo.api.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ class Services:
     settings: ApiSettings
     database: Database
     publisher: Publisher
+    metrics: ApiMetrics | None = None
 
     # -- creating -----------------------------------------------------------
 
@@ -96,6 +102,12 @@ class Services:
         if self.settings.test_delay_before_publish:
             time.sleep(self.settings.test_delay_before_publish)
         self.publish_rows(created)
+        if self.metrics:
+            self.metrics.created.inc(len(created))
+        for row in created:
+            with logs.task_context(row.uuid):
+                log.info("task created: %dx%d, %d iterations%s", row.width, row.height,
+                         row.iterations, f", {row.band_count} bands" if row.band_count else "")
         order = {r["uuid"]: i for i, r in enumerate(rows)}
         return sorted(created, key=lambda row: order[row.uuid])
 
@@ -161,6 +173,8 @@ class Services:
             due = store.to_publish(session, now, grace, limit, queue_empty=queue_empty)
         if due and self.publish_rows(due):
             log.info("re-published %d task(s)", len(due))
+            if self.metrics:
+                self.metrics.republished.inc(len(due))
             return len(due)
         return 0
 

@@ -124,6 +124,15 @@ def counts_by_status(session: Session, batch: str | None = None) -> dict[str, in
     return {status: n for status, n in session.execute(query)}
 
 
+def done_by_worker(session: Session) -> dict[str | None, int]:
+    query = (
+        select(Fractal.generated_by, func.count())
+        .where(Fractal.status == DONE)
+        .group_by(Fractal.generated_by)
+    )
+    return {worker: n for worker, n in session.execute(query)}
+
+
 def delete_fractal(session: Session, uuid: str) -> bool:
     session.execute(delete(ImageChunk).where(ImageChunk.fractal_uuid == uuid))
     return session.execute(delete(Fractal).where(Fractal.uuid == uuid)).rowcount > 0

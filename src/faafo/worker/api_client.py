@@ -41,6 +41,9 @@ class Delivery:
     duration: float
     c: complex | None
     thumbnail: bytes | None
+    kind: str = "julia"
+    render_seconds: float = 0.0
+    encode_seconds: float = 0.0
 
 
 class WorkerApi:

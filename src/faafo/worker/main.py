@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         token=settings.worker_token.get_secret_value() or None,
     )
     worker = Worker(settings, api)
+    if settings.metrics_port:
+        worker.metrics.serve(settings.metrics_port)
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the tasks in hand, then stopping", signum)

@@ -45,6 +45,9 @@ def render(task: TaskMessage, threads: int | None) -> Delivery:
         c=result.c,
         # An image that fits in a thumbnail is served as its own: don't send it twice.
         thumbnail=result.thumbnail_png if max(task.width, task.height) > THUMBNAIL_SIDE else None,
+        kind=task.kind,
+        render_seconds=result.render_seconds,
+        encode_seconds=result.colour_seconds + result.encode_seconds,
     )
 
 

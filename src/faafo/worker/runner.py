@@ -33,7 +33,8 @@ from faafo.messaging import broker
 from faafo.messaging.messages import PoisonMessage, TaskMessage, decode
 from faafo.messaging.topology import DEAD_EXCHANGE, DEAD_QUEUE, TASK_QUEUE
 from faafo.worker import rendering
-from faafo.worker.api_client import ApiRejected, ApiUnavailable, WorkerApi
+from faafo.worker.api_client import ApiRejected, ApiUnavailable, Delivery, WorkerApi
+from faafo.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,12 @@ class Outcome(enum.Enum):
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, api: WorkerApi) -> None:
+    def __init__(
+        self, settings: WorkerSettings, api: WorkerApi, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.api = api
+        self.metrics = metrics or WorkerMetrics(api.worker)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="slot")
         self._inflight: dict[Future[tuple[Outcome, str]], Message] = {}
@@ -140,6 +144,8 @@ class Worker:
         self._inflight.clear()
 
     def _on_message(self, message: Message) -> None:
+        if message.delivery_info.get("redelivered"):
+            self.metrics.redeliveries.inc()
         future = self._pool.submit(self._process, message.body)
         self._inflight[future] = message
 
@@ -155,6 +161,7 @@ class Worker:
             except Exception as error:
                 log.exception("processing crashed")
                 outcome, reason = Outcome.REQUEUE, str(error)
+            self.metrics.messages.labels(outcome.value).inc()
             if outcome is Outcome.ACK:
                 message.ack()
                 self.processed += 1
@@ -190,6 +197,9 @@ class Worker:
             log.error("could not claim %d task(s): %s", len(tasks), error)
             return Outcome.REQUEUE, str(error)
         wanted = {c["uuid"] for c in claims if c["render"]}
+        skipped = len(tasks) - len(wanted)
+        if skipped:
+            self.metrics.tasks.labels(self.api.worker, "skipped").inc(skipped)
         if claims:
             self._lease_seconds = float(claims[0].get("lease_seconds", self._lease_seconds))
         todo = [t for t in tasks if t.uuid in wanted]
@@ -198,14 +208,26 @@ class Worker:
             if failures:
                 self.api.report_failures(failures)
             if deliveries:
-                outcome = self.api.deliver(deliveries)
+                outcome = self._deliver(deliveries)
                 log.info("delivered %d result(s): %s", len(deliveries), _summary(outcome))
         except (ApiUnavailable, ApiRejected) as error:
             log.error("could not deliver %d result(s): %s", len(deliveries), error)
+            self.metrics.upload_failures.inc()
             return Outcome.REQUEUE, str(error)
         finally:
             self._release(t.uuid for t in todo)
         return Outcome.ACK, ""
+
+    def _deliver(self, deliveries: list[Delivery]) -> dict[str, str]:
+        started = time.perf_counter()
+        outcome = self.api.deliver(deliveries)
+        self.metrics.upload_seconds.observe(time.perf_counter() - started)
+        return outcome
+
+    def _observe(self, delivery: Delivery) -> None:
+        self.metrics.render_seconds.labels(delivery.kind).observe(delivery.render_seconds)
+        self.metrics.encode_seconds.labels(delivery.kind).observe(delivery.encode_seconds)
+        self.metrics.tasks.labels(self.api.worker, "rendered").inc()
 
     def _process_band(self, task: TaskMessage) -> tuple[Outcome, str]:
         """One band of a huge task: rendered here, assembled later by whichever worker."""
@@ -215,17 +237,17 @@ class Worker:
             if not claim["render"]:
                 return Outcome.ACK, claim["reason"]
             self._hold([task.uuid])
-            token = logs.current_task.set(task.uuid)
-            try:
-                delivery = rendering.render(task, self._threads)
-            except Exception as error:
-                log.exception("band %d failed", task.band)
-                self.api.report_failures({task.uuid: f"band {task.band} failed: {error}"})
-                return Outcome.ACK, str(error)
-            finally:
-                logs.current_task.reset(token)
-            result = self.api.deliver_band(task.uuid, task.band, delivery)
-            log.info("delivered band %d of %s: %s", task.band, task.uuid, result["result"])
+            with logs.task_context(task.uuid):
+                try:
+                    delivery = rendering.render(task, self._threads)
+                except Exception as error:  # the task fails, the worker carries on
+                    self.metrics.tasks.labels(self.api.worker, "failed").inc()
+                    log.exception("band %d failed", task.band)
+                    self.api.report_failures({task.uuid: f"band {task.band} failed: {error}"})
+                    return Outcome.ACK, str(error)
+                self._observe(delivery)
+                result = self.api.deliver_band(task.uuid, task.band, delivery)
+                log.info("delivered band %d of %s: %s", task.band, task.uuid, result["result"])
         except (ApiUnavailable, ApiRejected) as error:
             log.error("band %s/%s not delivered: %s", task.uuid, task.band, error)
             return Outcome.REQUEUE, str(error)
@@ -246,7 +268,7 @@ class Worker:
                 delivery = rendering.assemble(
                     task, lambda index: self.api.fetch_band(task.uuid, index), Path(spool)
                 )
-            outcome = self.api.deliver([delivery])
+            outcome = self._deliver([delivery])
             log.info("assembled %s from %d bands: %s", task.uuid, task.assemble, outcome[task.uuid])
         except (ApiUnavailable, ApiRejected) as error:
             log.error("assembly of %s not delivered: %s", task.uuid, error)
@@ -255,18 +277,33 @@ class Worker:
             self._release([task.uuid])
         return Outcome.ACK, ""
 
-    def _render_all(self, todo: list[TaskMessage]) -> tuple[list, dict[str, str]]:
-        deliveries, failures = [], {}
+    def _render_all(self, todo: list[TaskMessage]) -> tuple[list[Delivery], dict[str, str]]:
+        """Render each task of a message; a task that cannot render fails alone."""
+        deliveries: list[Delivery] = []
+        failures: dict[str, str] = {}
         self._hold(t.uuid for t in todo)
-        for task in todo:
-            token = logs.current_task.set(task.uuid)
-            try:
-                deliveries.append(rendering.render(task, self._threads))
-            except Exception as error:
-                log.exception("render failed")
-                failures[task.uuid] = f"render failed: {error.__class__.__name__}: {error}"
-            finally:
-                logs.current_task.reset(token)
+        self.metrics.busy_slots.inc()
+        try:
+            for task in todo:
+                with logs.task_context(task.uuid):
+                    try:
+                        delivery = rendering.render(task, self._threads)
+                    except Exception as error:  # the task fails, the worker carries on
+                        self.metrics.tasks.labels(self.api.worker, "failed").inc()
+                        log.exception("render failed")
+                        failures[task.uuid] = f"render failed: {error.__class__.__name__}: {error}"
+                        continue
+                    self._observe(delivery)
+                    log.info(
+                        "rendered %dx%d in %.3fs (%d bytes)",
+                        task.width,
+                        task.height,
+                        delivery.duration,
+                        len(delivery.png),
+                    )
+                    deliveries.append(delivery)
+        finally:
+            self.metrics.busy_slots.dec()
         return deliveries, failures
 
     def _report_poison(self, body: bytes | str, reason: str) -> None:

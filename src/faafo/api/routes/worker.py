@@ -7,6 +7,7 @@ only API hosts to the database); everything they change goes through here.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from faafo import logs
 from faafo.api import deps
 from faafo.api.auth import RequireWorker
 from faafo.api.body import read_limited
@@ -27,6 +29,7 @@ from faafo.store import fractals as store
 router = APIRouter(prefix="/v1/worker", tags=["worker"], dependencies=[RequireWorker])
 Svc = Annotated[Services, Depends(deps.services)]
 _metas = TypeAdapter(list[ResultMeta])
+log = logging.getLogger(__name__)
 
 
 @router.post("/claim", response_model=list[ClaimOut])
@@ -38,6 +41,17 @@ def claim(body: ClaimRequest, services: Svc) -> list[ClaimOut]:
             session, body.uuids, body.worker, now, services.lease, services.settings.max_attempts
         )
     seconds = services.settings.lease_seconds
+    for c in claims:
+        with logs.task_context(c.uuid):
+            if c.render:
+                log.info("claimed by %s (attempt %d)", body.worker, c.attempt)
+            else:
+                log.info("not claimed by %s: %s", body.worker, c.reason)
+        if services.metrics:
+            if c.render and c.attempt > 1:
+                services.metrics.redeliveries.inc()
+            if c.reason == "too many attempts":
+                services.metrics.failed.labels("attempts").inc()
     return [
         ClaimOut(
             uuid=c.uuid, render=c.render, reason=c.reason, attempt=c.attempt, lease_seconds=seconds
@@ -63,7 +77,13 @@ def report_failures(body: list[FailureReport], services: Svc) -> dict[str, int]:
     with services.database.session() as session:
         for report in body:
             who = f" (worker {report.worker})" if report.worker else ""
-            failed += store.fail(session, [report.uuid], report.error + who, now)
+            changed = store.fail(session, [report.uuid], report.error + who, now)
+            failed += changed
+            with logs.task_context(report.uuid):
+                log.warning("failed: %s%s", report.error, who)
+            if changed and services.metrics:
+                reason = "poison" if report.error.startswith("unusable task") else "render"
+                services.metrics.failed.labels(reason).inc()
     return {"failed": failed}
 
 
