@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from api.conftest import png_bytes, sha, task
 from prometheus_client.parser import text_string_to_metric_families
+
+from api.conftest import png_bytes, sha, task
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:

@@ -132,6 +132,7 @@ def test_worker_metrics_and_json_logs(cluster):
 
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
+
     from support.processes import free_port
 
     cluster.start_api()

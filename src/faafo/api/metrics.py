@@ -9,6 +9,7 @@ queue at scrape time, so every instance reports the same truth.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -45,7 +46,7 @@ class _StateCollector(Collector):
                 counts = store.counts_by_status(session)
                 workers = store.done_by_worker(session)
                 n, cost = store.backlog(session)
-        except Exception:
+        except Exception:  # a scrape must not fail because the database is down
             counts, workers, n, cost = None, {}, None, None
         if counts is not None:
             for status in STATUSES:
@@ -56,10 +57,8 @@ class _StateCollector(Collector):
             by_worker.add_metric([worker or "unknown"], done)
         yield from (tasks, by_worker, backlog_tasks, backlog_cost)
         depth = GaugeMetricFamily("faafo_queue_depth", "Messages waiting on the task queue")
-        try:
+        with contextlib.suppress(Exception):  # the queue may be down: report what we can
             depth.add_metric([], self._services.publisher.queue_depth())
-        except Exception:
-            pass
         yield depth
 
 
