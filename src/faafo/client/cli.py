@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     from faafo.launcher.cli import add_parser as add_up_parser
 
     add_up_parser(commands)
+    from faafo.autoscale.cli import add_parser as add_autoscale_parser
+
+    add_autoscale_parser(commands)
     try:  # TEMP until engine lands
         from faafo.client import render
     except ImportError:

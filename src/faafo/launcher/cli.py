@@ -46,9 +46,38 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="no tokens: anyone who reaches the API may create, delete and deliver",
     )
+    up.add_argument(
+        "--autoscale",
+        metavar="MIN:MAX",
+        type=_bounds,
+        help="size the worker pool by the backlog, between MIN and MAX workers",
+    )
+    up.add_argument(
+        "--autoscale-tasks-per-worker",
+        type=float,
+        default=50.0,
+        help="backlog tasks one worker should carry (default 50)",
+    )
+    up.add_argument(
+        "--autoscale-down-cooldown",
+        type=float,
+        default=30.0,
+        help="seconds of low backlog before shrinking (default 30)",
+    )
     up.add_argument("--log-format", choices=("text", "json"), default="text")
     up.add_argument("--log-level", default="INFO")
     up.set_defaults(run=run)
+
+
+def _bounds(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low), int(high)) if sep else (int(low), int(low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN:MAX") from None
+    if not 0 <= bounds[0] <= bounds[1] or bounds[1] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= MIN <= MAX and MAX >= 1")
+    return bounds
 
 
 def _wait_ready(url: str, processes: list, timeout: float = 60.0) -> bool:
@@ -82,7 +111,10 @@ def load_or_create_tokens(data_dir: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from faafo import logs
     from faafo.launcher.supervisor import Supervisor
+
+    logs.setup("up", args.log_level, args.log_format)
 
     if args.workers < 0 or args.concurrency < 1:
         print("faafo: error: --workers must be >= 0 and --concurrency >= 1", file=sys.stderr)
@@ -154,6 +186,23 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    autoscaler = None
+    if args.autoscale:
+        from faafo.autoscale.backends import LocalWorkers
+        from faafo.autoscale.controller import Autoscaler, api_backlog
+        from faafo.autoscale.policy import Policy
+
+        low, high = args.autoscale
+        policy = Policy(
+            minimum=low,
+            maximum=high,
+            tasks_per_worker=args.autoscale_tasks_per_worker,
+            down_cooldown=args.autoscale_down_cooldown,
+        )
+        autoscaler = Autoscaler(
+            policy, LocalWorkers(supervisor), api_backlog(url, env.get("FAAFO_CLIENT_TOKEN"))
+        )
+        args.workers = low
     supervisor.start(args.workers)
     assert supervisor.api is not None
     if not _wait_ready(url, [supervisor.api.process]):
@@ -165,8 +214,12 @@ def run(args: argparse.Namespace) -> int:
         "Ctrl-C to stop)",
         flush=True,
     )
+    next_scale = 0.0
     while not stop.wait(0.5):
         supervisor.check()
+        if autoscaler is not None and time.monotonic() >= next_scale:
+            autoscaler.step()
+            next_scale = time.monotonic() + autoscaler.interval
     print(
         "faafo: stopping (workers finish or give back their tasks)...", file=sys.stderr, flush=True
     )

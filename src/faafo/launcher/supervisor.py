@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -47,21 +48,29 @@ class Child:
 
 @dataclass
 class Supervisor:
-    api_argv: list[str]
+    api_argv: list[str] | None
     worker_argv: list[str]
     worker_name_prefix: str
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     stop_timeout: float = 30.0
     api: Child | None = None
     workers: list[Child] = field(default_factory=list)
+    retiring: list[tuple[Child, float]] = field(default_factory=list)
+    # The autoscaler may resize from another thread than the one that checks.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def start(self, workers: int) -> None:
-        self.api = Child("api", self.api_argv)
-        self.api.start(self.env)
+        if self.api_argv:
+            self.api = Child("api", self.api_argv)
+            self.api.start(self.env)
         self.scale(workers)
 
     def scale(self, count: int) -> None:
         """Start or gracefully stop workers until ``count`` run."""
+        with self._lock:
+            self._scale(count)
+
+    def _scale(self, count: int) -> None:
         while len(self.workers) < count:
             index = self._free_index()
             name = f"{self.worker_name_prefix}-w{index}"
@@ -70,12 +79,16 @@ class Supervisor:
             self.workers.append(child)
             log.info("started worker %s", name)
         while len(self.workers) > count:
+            # Retire without waiting: it finishes (or gives back) its task, then exits.
             child = self.workers.pop()
-            self._stop_children([child])
-            log.info("stopped worker %s", child.name)
+            if child.alive():
+                child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            self.retiring.append((child, time.monotonic() + self.stop_timeout))
+            log.info("retiring worker %s", child.name)
 
     def _free_index(self) -> int:
         used = {int(c.name.rsplit("-w", 1)[1]) for c in self.workers}
+        used |= {int(c.name.rsplit("-w", 1)[1]) for c, _ in self.retiring}
         return next(i for i in range(1, len(used) + 2) if i not in used)
 
     @property
@@ -83,8 +96,19 @@ class Supervisor:
         return len(self.workers)
 
     def check(self) -> None:
-        """Restart children that exited on their own, with back-off."""
+        """Restart children that exited on their own, with back-off; reap retired ones."""
+        with self._lock:
+            self._check()
+
+    def _check(self) -> None:
         now = time.monotonic()
+        for child, deadline in list(self.retiring):
+            if child.alive() and now > deadline:
+                log.warning("%s did not stop in time; killing it", child.name)
+                child.process.kill()  # type: ignore[union-attr]
+            if not child.alive():
+                self.retiring.remove((child, deadline))
+                log.info("worker %s stopped", child.name)
         for child in [c for c in (self.api, *self.workers) if c is not None]:
             if child.alive() or now < child.next_start:
                 continue
@@ -115,7 +139,12 @@ class Supervisor:
 
     def stop(self) -> None:
         """Workers first (they finish or give back their tasks), then the API."""
-        self._stop_children(self.workers)
+        with self._lock:
+            self._stop_all()
+
+    def _stop_all(self) -> None:
+        self._stop_children(self.workers + [c for c, _ in self.retiring])
         self.workers.clear()
+        self.retiring.clear()
         if self.api is not None:
             self._stop_children([self.api])
