@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,5 +55,5 @@ def test_steady_trickle_never_flaps(maximum, level, jitter):
     policy = Policy(minimum=1, maximum=maximum, tasks_per_worker=50, down_cooldown=30)
     loads = [(max(0, level + (jitter if i % 2 else -jitter)), 0) for i in range(300)]
     sizes = run(policy, loads)
-    changes = sum(1 for a, b in zip(sizes, sizes[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(sizes) if a != b)
     assert changes <= 1, sizes
