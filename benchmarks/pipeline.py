@@ -42,6 +42,24 @@ def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
     )
 
 
+TASK = {"width": 64, "height": 64, "iterations": 128, "xa": -1.5, "xb": 1.5, "ya": -1.0, "yb": 1.0}
+
+
+def small_tasks(count: int) -> list[dict]:
+    batch = str(uuid.uuid4())
+    return [{**TASK, "batch": batch} for _ in range(count)]
+
+
+def drain(url: str, tasks: list[dict], poll: float) -> dict:
+    """Create the tasks in one request; return the batch's status once all finished."""
+    httpx.post(url + "/v1/fractal", json=tasks, timeout=120).raise_for_status()
+    while True:
+        status = httpx.get(f"{url}/v1/batch/{tasks[0]['batch']}").json()
+        if status["finished"]:
+            return status
+        time.sleep(poll)
+
+
 def run(database_url: str, transport_url: str, tasks: int, workers: int, work: Path) -> float:
     port = free_port()
     common = [
@@ -78,47 +96,9 @@ def run(database_url: str, transport_url: str, tasks: int, workers: int, work: P
                 )
             )
         # Warm up: every worker compiles/loads its kernel before the clock starts.
-        warm = str(uuid.uuid4())
-        body = [
-            {
-                "width": 64,
-                "height": 64,
-                "iterations": 128,
-                "xa": -1.5,
-                "xb": 1.5,
-                "ya": -1.0,
-                "yb": 1.0,
-                "batch": warm,
-                "c_real": -0.8,
-                "c_imag": 0.156,
-            }
-            for _ in range(workers * 4)
-        ]
-        httpx.post(url + "/v1/fractal", json=body, timeout=60)
-        while not httpx.get(f"{url}/v1/batch/{warm}").json()["finished"]:
-            time.sleep(0.1)
-        batch = str(uuid.uuid4())
-        body = [
-            {
-                "width": 64,
-                "height": 64,
-                "iterations": 128,
-                "xa": -1.5,
-                "xb": 1.5,
-                "ya": -1.0,
-                "yb": 1.0,
-                "batch": batch,
-            }
-            for _ in range(tasks)
-        ]
+        drain(url, small_tasks(workers * 4), poll=0.1)
         started = time.perf_counter()
-        created = httpx.post(url + "/v1/fractal", json=body, timeout=120)
-        created.raise_for_status()
-        while True:
-            status = httpx.get(f"{url}/v1/batch/{batch}").json()
-            if status["finished"]:
-                break
-            time.sleep(0.02)
+        status = drain(url, small_tasks(tasks), poll=0.02)
         elapsed = time.perf_counter() - started
         done = status["counts"].get("done", 0)
         if done != tasks:

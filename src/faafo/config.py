@@ -276,3 +276,15 @@ def settings_from_args(settings_cls: type[S], args: argparse.Namespace) -> S:
     """Settings from parsed arguments: only the flags actually given override lower layers."""
     given = {name: getattr(args, name) for name in settings_cls.model_fields if hasattr(args, name)}
     return load_settings(settings_cls, given, getattr(args, "config_file", None))
+
+
+class ConfigurationError(Exception):
+    """Settings that do not validate; the message names the option."""
+
+
+def service_settings(settings_cls: type[S], args: argparse.Namespace) -> S:
+    """Settings for a service's main(), with any validation error as one readable line."""
+    try:
+        return settings_from_args(settings_cls, args)
+    except (ValueError, OSError, configparser.Error) as error:
+        raise ConfigurationError(f"bad configuration: {error}") from None

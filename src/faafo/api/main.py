@@ -6,7 +6,12 @@ import argparse
 import sys
 
 from faafo import logs
-from faafo.config import ApiSettings, add_settings_arguments, settings_from_args
+from faafo.config import (
+    ApiSettings,
+    ConfigurationError,
+    add_settings_arguments,
+    service_settings,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = settings_from_args(ApiSettings, args)
-    except Exception as error:
-        print(f"faafo-api: bad configuration: {error}", file=sys.stderr)
+        settings = service_settings(ApiSettings, args)
+    except ConfigurationError as error:
+        print(f"faafo-api: {error}", file=sys.stderr)
         return 2
     logs.setup("api", settings.log_level, settings.log_format)
     if args.command == "migrate":

@@ -9,7 +9,12 @@ import signal
 import sys
 
 from faafo import logs
-from faafo.config import WorkerSettings, add_settings_arguments, settings_from_args
+from faafo.config import (
+    ConfigurationError,
+    WorkerSettings,
+    add_settings_arguments,
+    service_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = settings_from_args(WorkerSettings, args)
-    except Exception as error:
-        print(f"faafo-worker: bad configuration: {error}", file=sys.stderr)
+        settings = service_settings(WorkerSettings, args)
+    except ConfigurationError as error:
+        print(f"faafo-worker: {error}", file=sys.stderr)
         return 2
     logs.setup("worker", settings.log_level, settings.log_format)
 

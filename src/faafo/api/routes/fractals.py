@@ -233,6 +233,12 @@ def _legacy_result(uuid: str, payload: Any) -> tuple[bytes, ResultMeta]:
     return png, meta
 
 
+def _cache_headers(request: Request, etag: str) -> tuple[dict[str, str], bool]:
+    """Images never change once done: an ETag (the checksum) and a day of caching."""
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+    return headers, request.headers.get("if-none-match") == etag
+
+
 def _image_response(services: Services, uuid: str, request: Request) -> Response:
     with services.database.reading() as session:
         row = store.get(session, uuid)
@@ -240,9 +246,9 @@ def _image_response(services: Services, uuid: str, request: Request) -> Response
             raise ApiError(404, f"fractal {uuid} not found")
         if row.status != DONE:
             raise ApiError(404, f"fractal {uuid} is {row.status}; no image yet")
-        etag, size = f'"{row.checksum}"', row.size
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
-        if request.headers.get("if-none-match") == etag:
+        size = row.size
+        headers, unchanged = _cache_headers(request, f'"{row.checksum}"')
+        if unchanged:
             return Response(status_code=304, headers=headers)
         chunks = list(store.image_chunk_numbers(session, uuid))
         if len(chunks) == 1:
@@ -281,9 +287,8 @@ def get_thumbnail(uuid: str, request: Request, services: Svc) -> Response:
         row = store.get(session, uuid)
         if row is None or row.status != DONE:
             raise ApiError(404, f"no thumbnail for {uuid}")
-        etag = f'"t-{row.checksum}"'
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
-        if request.headers.get("if-none-match") == etag:
+        headers, unchanged = _cache_headers(request, f'"t-{row.checksum}"')
+        if unchanged:
             return Response(status_code=304, headers=headers)
         data = store.thumbnail(session, uuid)
     if not data:
