@@ -342,6 +342,26 @@ def test_bindings_are_shared_and_priority_is_respected(queue_file: Path) -> None
     assert order == ["high", "low", "low2"]
 
 
+def test_fanout_and_topic_exchanges_route_across_connections(queue_file: Path) -> None:
+    events = Exchange("events", type="fanout")
+    logs = Exchange("logs", type="topic")
+    queues = [Queue("ev1", events), Queue("ev2", events),
+              Queue("render", logs, routing_key="render.*")]
+    with connect(queue_file) as declarer:
+        for queue in queues:
+            queue(declarer.default_channel).declare()
+    with connect(queue_file) as api:  # knows none of the bindings
+        Producer(api, exchange=events).publish({"n": "all"})
+        Producer(api, exchange=logs).publish({"n": "hit"}, routing_key="render.done")
+        Producer(api, exchange=logs).publish({"n": "miss"}, routing_key="upload.done")
+    with connect(queue_file) as conn:
+        channel = conn.default_channel
+        got = {q.name: channel.basic_get(q.name, no_ack=True) for q in queues}
+        assert {name: m.payload["n"] for name, m in got.items()} == {
+            "ev1": "all", "ev2": "all", "render": "hit"}
+        assert all(channel.basic_get(q.name) is None for q in queues)
+
+
 def test_visibility_timeout_is_a_last_resort_for_hung_consumers(queue_file: Path) -> None:
     options = {"visibility_timeout": 0.3, "reclaim_interval": 0.05}
     with connect(queue_file, **options) as hung, connect(queue_file, **options) as other:

@@ -103,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     from faafo.autoscale.cli import add_parser as add_autoscale_parser
 
     add_autoscale_parser(commands)
-    try:  # TEMP until engine lands
-        from faafo.client import render
-    except ImportError:
-        return parser
+    from faafo.client import render
+
+    render.add_parser(commands)
+    return parser
     render.add_parser(commands)
     commands.choices["render"].set_defaults(run=render.run)
     return parser
