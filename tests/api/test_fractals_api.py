@@ -244,3 +244,14 @@ def test_openapi_docs_health(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
+
+
+def test_a_replayed_create_is_not_a_conflict(client):
+    """A retried POST (lost answer, load balancer retry) must not create twice or fail."""
+    chosen = str(uuidlib.uuid4())
+    first = client.post("/v1/fractal", json=[task(uuid=chosen, batch="b1")])
+    again = client.post("/v1/fractal", json=[task(uuid=chosen, batch="b1")])
+    assert first.status_code == again.status_code == 201
+    assert again.json()["objects"][0]["seed"] == first.json()["objects"][0]["seed"]
+    assert client.get("/v1/fractal").json()["num_results"] == 1
+    assert client.post("/v1/fractal", json=task(uuid=chosen, batch="b1", seed=5)).status_code == 409

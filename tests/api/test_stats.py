@@ -146,3 +146,29 @@ def test_private_reads_need_the_client_token(client, services):
     assert client.get("/v1/stats").status_code == 401
     ok = client.get("/v1/stats", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
+
+
+def test_throughput_walks_past_the_first_chunk_when_busy(client, services):
+    """More tasks finished in the window than one chunk holds: all of them are counted."""
+    from faafo.store import fractals as store
+    from faafo.store import stats as queries
+
+    old = create(client, 4)  # finished long ago: where the walk stops
+    claim(client, old, "w1")
+    for uuid in old:
+        deliver(client, uuid, "w1")
+    with services.database.session() as session:
+        session.execute(
+            update(Fractal).where(Fractal.uuid.in_(old)).values(finished_at=datetime(2026, 1, 1))
+        )
+    uuids = create(client, 10)
+    claim(client, uuids, "w1")
+    for uuid in uuids:
+        deliver(client, uuid, "w1")
+    create(client, 2)  # the newest are still queued
+    with services.database.reading() as session:
+        seen = queries.activity(session, store.utcnow(), lease=services.lease,
+                                window=timedelta(seconds=60), chunk=3)
+    assert seen.throughput.done == 10
+    (w1,) = seen.workers
+    assert w1.done == 14 and w1.done_recently == 10 and len(w1.recent) == 5

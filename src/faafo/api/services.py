@@ -78,6 +78,7 @@ class Services:
         """Store tasks as queued, commit, then publish them (bundled when small)."""
         self.check_limits(tasks)
         rows = []
+        server_seeded: set[str] = set()
         for task in tasks:
             row = dict(task)
             row["uuid"] = row.get("uuid") or str(uuidlib.uuid4())
@@ -85,11 +86,12 @@ class Services:
                 # A seed chosen here makes c the same wherever (and however often)
                 # the task is rendered: every tile and every retry agree.
                 row["seed"] = secrets.randbits(48)  # exact in JSON clients (< 2**53)
+                server_seeded.add(row["uuid"])
             rows.append(row)
         now = store.utcnow()
         with self.database.session() as session:
-            store.insert_tasks(session, rows, now)
-            for row in rows:
+            inserted = store.insert_tasks(session, rows, now, frozenset(server_seeded))
+            for row in inserted:
                 if row["width"] * row["height"] * row["iterations"] > self.settings.band_cost:
                     from faafo.engine import plan_bands
 
@@ -101,10 +103,12 @@ class Services:
             created = store.get_many(session, [r["uuid"] for r in rows])
         if self.settings.test_delay_before_publish:
             time.sleep(self.settings.test_delay_before_publish)
-        self.publish_rows(created)
+        fresh = {row["uuid"] for row in inserted}
+        # A replayed request publishes nothing new; the reconciler covers its tasks.
+        self.publish_rows([row for row in created if row.uuid in fresh])
         if self.metrics:
-            self.metrics.created.inc(len(created))
-        for row in created:
+            self.metrics.created.inc(len(fresh))
+        for row in (r for r in created if r.uuid in fresh):
             with logs.task_context(row.uuid):
                 log.info("task created: %dx%d, %d iterations%s", row.width, row.height,
                          row.iterations, f", {row.band_count} bands" if row.band_count else "")

@@ -47,20 +47,46 @@ class DuplicateTask(Exception):
         self.uuids = uuids
 
 
-def insert_tasks(session: Session, rows: list[dict], now: datetime) -> None:
-    """Insert new queued tasks in one statement; refuse uuids that exist already."""
+_TASK_FIELDS = ("width", "height", "iterations", "xa", "xb", "ya", "yb", "kind", "palette",
+                "c_real", "c_imag", "batch")
+
+
+def insert_tasks(
+    session: Session, rows: list[dict], now: datetime, server_seeded: frozenset[str] = frozenset()
+) -> list[dict]:
+    """Insert new queued tasks in one statement; returns the rows actually inserted.
+
+    A uuid that exists already with exactly the same parameters is a replay
+    of the same request (a client or load balancer retrying after a lost
+    answer): it is skipped, not an error. A uuid reused for a different task
+    is refused. ``server_seeded``: uuids whose seed the API drew, not the client.
+    """
     uuids = [row["uuid"] for row in rows]
     seen: set[str] = set()
     repeated = [u for u in uuids if u in seen or seen.add(u)]  # type: ignore[func-returns-value]
-    existing: list[str] = list(repeated)
-    for part in _chunks(uuids):
-        existing += session.scalars(select(Fractal.uuid).where(Fractal.uuid.in_(part))).all()
-    if existing:
-        raise DuplicateTask(sorted(set(existing)))
-    session.execute(
-        insert(Fractal),
-        [{**row, "status": QUEUED, "attempts": 0, "created_at": now} for row in rows],
-    )
+    if repeated:
+        raise DuplicateTask(sorted(set(repeated)))
+    existing = {f.uuid: f for f in get_many(session, uuids)}
+    conflicting = [
+        row["uuid"] for row in rows
+        if row["uuid"] in existing
+        and not _same_task(existing[row["uuid"]], row, row["uuid"] not in server_seeded)
+    ]
+    if conflicting:
+        raise DuplicateTask(sorted(conflicting))
+    new = [row for row in rows if row["uuid"] not in existing]
+    if new:
+        session.execute(
+            insert(Fractal),
+            [{**row, "status": QUEUED, "attempts": 0, "created_at": now} for row in new],
+        )
+    return new
+
+
+def _same_task(stored: Fractal, row: dict, compare_seed: bool) -> bool:
+    if compare_seed and row.get("seed") != stored.seed:
+        return False
+    return all(getattr(stored, name) == row.get(name, getattr(stored, name)) for name in _TASK_FIELDS)
 
 
 def mark_published(session: Session, uuids: Sequence[str], now: datetime) -> None:

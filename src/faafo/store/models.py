@@ -92,6 +92,8 @@ class Fractal(Base):
         Index("ix_fractals_batch", "batch"),
         Index("ix_fractals_generated_by", "generated_by"),
         Index("ix_fractals_lease", "status", "lease_until"),
+        Index("ix_fractals_worker_created", "generated_by", "created_at"),
+        Index("ix_fractals_status_finished", "status", "finished_at"),
     )
 
 

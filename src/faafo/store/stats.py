@@ -137,30 +137,34 @@ def _page_by_seek(
     """When an index covers the filters (none, or status): seek, then read one page.
 
     A plain ``OFFSET`` in the order ``(created_at, uuid)`` makes the database
-    read every skipped row to sort it by uuid, since no index ends in uuid.
-    Instead the creation time of the page's first row comes from the index
-    alone, and only the rows from there on are read.
+    read every skipped row (and MySQL sort every matching one) to order ties
+    by uuid, as the status index does not end in uuid. Instead the creation
+    times of the page's first and last rows come from the index alone, and
+    only the rows between them are read and sorted.
     """
     within = _at_or_older(anchor)
+    times = (
+        filters.apply(select(Fractal.created_at))
+        .where(*within)
+        .order_by(Fractal.created_at.desc())
+    )
+    first = session.scalar(times.offset(skip).limit(1))
+    if first is None:
+        return []
+    last = session.scalar(times.offset(skip + per_page - 1).limit(1))
+    newer = 0
     if skip:
-        first = session.scalar(
-            filters.apply(select(Fractal.created_at))
-            .where(*within)
-            .order_by(Fractal.created_at.desc())
-            .offset(skip)
-            .limit(1)
-        )
-        if first is None:
-            return []
         newer = session.scalar(
             filters.apply(select(func.count()).select_from(Fractal)).where(
                 *within, Fractal.created_at > first
             )
-        )
-        within = [*within, Fractal.created_at <= first]
-        skip -= int(newer or 0)  # rows created at the same moment as the page's first row
-    query = filters.apply(select(Fractal)).where(*within).order_by(*_NEWEST_FIRST)
-    return list(session.scalars(query.offset(skip).limit(per_page)))
+        ) or 0
+    between = [*within, Fractal.created_at <= first]
+    if last is not None:
+        between.append(Fractal.created_at >= last)
+    query = filters.apply(select(Fractal)).where(*between).order_by(*_NEWEST_FIRST)
+    # Rows created at the same moment as the page's first row, but sorted before it.
+    return list(session.scalars(query.offset(skip - int(newer)).limit(per_page)))
 
 
 def _page_by_keys(
@@ -265,26 +269,39 @@ def _latest_finished(
     The queue is first in, first out, so the tasks that finished last are
     (nearly) the newest-created finished ones: walking the index on
     ``(status, created_at)`` from the newest end finds them without reading
-    the rest of the table. The walk stops after a whole chunk that finished
+    the rest of the table. The walk stops after a chunk that all finished
     before ``since`` (so the throughput count is complete) or at ``cap``.
+    Chunks are ordered by ``created_at`` alone, which the index gives without
+    any sort; ties at a chunk's end are read again and skipped.
     """
     owner = Fractal.generated_by if status == DONE else Fractal.worker
-    query = (
-        select(owner, *_SAMPLE_COLUMNS)
-        .where(Fractal.status == status)
-        .order_by(Fractal.created_at.desc(), Fractal.uuid.desc())
-        .limit(cap)
-        .execution_options(yield_per=chunk)
-    )
+    base = select(owner, *_SAMPLE_COLUMNS, Fractal.created_at).where(Fractal.status == status)
     found: list[_Sampled] = []
-    result = session.execute(query)
-    try:
-        for part in result.partitions():
-            found += [_Sampled(row[0], RecentTask(*row[1:6]), int(row[6] or 0)) for row in part]
-            if all(row[4] is None or row[4] < since for row in part):
-                break
-    finally:
-        result.close()
+    seen: set[str] = set()
+    bound: datetime | None = None
+    while len(found) < cap:
+        query = base if bound is None else base.where(Fractal.created_at <= bound)
+        rows = session.execute(query.order_by(Fractal.created_at.desc()).limit(chunk)).all()
+        if rows and bound is not None and rows[-1][7] == bound:
+            # One moment holds a whole chunk (a big batch request): take all of it.
+            rows = session.execute(base.where(Fractal.created_at == bound)).all()
+            bound_next = bound
+            strict = True
+        else:
+            bound_next = rows[-1][7] if rows else None
+            strict = False
+        fresh = [row for row in rows if row[1] not in seen]
+        seen.update(row[1] for row in fresh)
+        found += [_Sampled(row[0], RecentTask(*row[1:6]), int(row[6] or 0)) for row in fresh]
+        if len(rows) < chunk and not strict:
+            break
+        if all(row[4] is None or row[4] < since for row in fresh):
+            break
+        if strict:
+            base = base.where(Fractal.created_at < bound_next)
+            bound = None
+        else:
+            bound = bound_next
     return found
 
 

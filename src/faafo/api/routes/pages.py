@@ -114,16 +114,19 @@ def _render(
 def _results(services: Services, view: View) -> dict[str, Any]:
     """The page's rows and the numbers around them, from one read transaction."""
     with services.database.reading() as session:
-        if view.pinned:
-            anchor = view.anchor
-            bound = anchor  # rows newer than the anchor stay out of these pages
-        else:
-            # Newest now: the same rows as no bound at all, and cheaper to count.
-            anchor, bound = queries.newest(session, view.filters), None
-        total = queries.count_from(session, view.filters, bound) if anchor else 0
+        # Unpinned pages count from the newest row now: the same rows as no
+        # bound at all, which is cheaper to query.
+        bound = view.anchor if view.pinned else None
+        total = queries.count_from(session, view.filters, bound)
         total_pages = max(1, math.ceil(total / PER_PAGE))
         page = min(view.page, total_pages)
-        rows = queries.page_from(session, view.filters, bound, page, PER_PAGE) if anchor else []
+        rows = queries.page_from(session, view.filters, bound, page, PER_PAGE) if total else []
+        if view.pinned:
+            anchor = view.anchor
+        elif page == 1 and rows:
+            anchor = queries.Anchor(rows[0].created_at, rows[0].uuid)  # the newest row itself
+        else:
+            anchor = queries.newest(session, view.filters)
         newer = queries.count_newer(session, view.filters, anchor) if view.pinned and anchor else 0
     view = View(view.filters, anchor, page, view.pinned)
     return {
