@@ -101,16 +101,19 @@ def test_never_acknowledges_without_the_api(cluster):
 
 
 def test_prefetch_per_slot_spreads_long_tasks_evenly(cluster):
+    """With prefetch one per slot, a worker cannot hoard a queue of long tasks."""
     cluster.start_api()
-    cluster.start_worker("w1", "--render-threads", "1")
-    cluster.start_worker("w2", "--render-threads", "1")
-    time.sleep(1)
+    workers = [cluster.start_worker(name, "--render-threads", "1") for name in ("w1", "w2")]
+    for worker in workers:
+        wait_until(lambda w=worker: "consuming from" in w.tail(50), 60, message="consuming")
     batch = str(uuidlib.uuid4())
     with cluster.client() as client:
         client.create([{**MEDIUM, "batch": batch} for _ in range(4)])
         wait_all_finished(client, batch, 4, timeout=180, cluster=cluster)
         makers = [r["generated_by"] for r in client.iter_all(batch=batch)]
-    assert sorted(makers) == ["w1", "w1", "w2", "w2"], makers
+    # Each holds one message at a time: both get work (an unbounded prefetch lets
+    # the first poller take all four); speeds on a shared machine decide the rest.
+    assert 1 <= makers.count("w1") <= 3 and 1 <= makers.count("w2") <= 3, makers
 
 
 def test_concurrency_renders_several_at_once(cluster):
