@@ -64,3 +64,31 @@ def test_banded_task_spreads_over_workers_and_matches_a_whole_render(cluster):
     banders = {w.name for w in cluster.workers if "delivered band" in w.tail(400)}
     assert len(banders) >= 2, f"bands rendered by {banders}\n{logs}"
     assert httpx.get(f"{url}/fractal/{uuid}/thumbnail").status_code == 200
+
+
+def test_kind_and_palette_flow_through_every_service(cluster):
+    url = cluster.start_api()
+    cluster.start_worker("w1")
+    task = {
+        "width": 160,
+        "height": 120,
+        "iterations": 200,
+        "xa": -2.2,
+        "xb": 1.0,
+        "ya": -1.2,
+        "yb": 1.2,
+        "kind": "mandelbrot",
+        "palette": "ocean",
+    }
+    with cluster.client() as client:
+        uuid = client.create([task])[0]["uuid"]
+        wait_until(lambda: client.get(uuid)["status"] == "done", 60, message="done")
+        record = client.get(uuid)
+    assert (record["kind"], record["palette"], record["c_real"]) == ("mandelbrot", "ocean", None)
+    from io import BytesIO
+
+    from PIL import Image
+
+    png = httpx.get(f"{url}/fractal/{uuid}").content
+    expected = render_png(FractalSpec(**task)).png
+    assert Image.open(BytesIO(png)).tobytes() == Image.open(BytesIO(expected)).tobytes()
