@@ -46,6 +46,8 @@ def test_files_parse_and_name_real_metrics(client):
     assert dashboard["panels"]
     yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     names = exported_names(client)
-    text = (MONITORING / "alerts.yml").read_text() + (MONITORING / "grafana-dashboard.json").read_text()
+    text = (MONITORING / "alerts.yml").read_text() + (
+        MONITORING / "grafana-dashboard.json"
+    ).read_text()
     missing = referenced(text) - names
     assert not missing, f"unknown metrics: {sorted(missing)}"

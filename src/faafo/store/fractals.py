@@ -47,8 +47,20 @@ class DuplicateTask(Exception):
         self.uuids = uuids
 
 
-_TASK_FIELDS = ("width", "height", "iterations", "xa", "xb", "ya", "yb", "kind", "palette",
-                "c_real", "c_imag", "batch")
+_TASK_FIELDS = (
+    "width",
+    "height",
+    "iterations",
+    "xa",
+    "xb",
+    "ya",
+    "yb",
+    "kind",
+    "palette",
+    "c_real",
+    "c_imag",
+    "batch",
+)
 
 
 def insert_tasks(
@@ -68,7 +80,8 @@ def insert_tasks(
         raise DuplicateTask(sorted(set(repeated)))
     existing = {f.uuid: f for f in get_many(session, uuids)}
     conflicting = [
-        row["uuid"] for row in rows
+        row["uuid"]
+        for row in rows
         if row["uuid"] in existing
         and not _same_task(existing[row["uuid"]], row, row["uuid"] not in server_seeded)
     ]
@@ -86,7 +99,9 @@ def insert_tasks(
 def _same_task(stored: Fractal, row: dict, compare_seed: bool) -> bool:
     if compare_seed and row.get("seed") != stored.seed:
         return False
-    return all(getattr(stored, name) == row.get(name, getattr(stored, name)) for name in _TASK_FIELDS)
+    return all(
+        getattr(stored, name) == row.get(name, getattr(stored, name)) for name in _TASK_FIELDS
+    )
 
 
 def mark_published(session: Session, uuids: Sequence[str], now: datetime) -> None:
