@@ -18,9 +18,9 @@ import configparser
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -278,6 +278,13 @@ def settings_from_args(settings_cls: type[S], args: argparse.Namespace) -> S:
     return load_settings(settings_cls, given, getattr(args, "config_file", None))
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (not the whole usage) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 class ConfigurationError(Exception):
     """Settings that do not validate; the message names the option."""
 
@@ -286,5 +293,10 @@ def service_settings(settings_cls: type[S], args: argparse.Namespace) -> S:
     """Settings for a service's main(), with any validation error as one readable line."""
     try:
         return settings_from_args(settings_cls, args)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first.get("loc") else ""
+        where = f"--{name.replace('_', '-')}: " if name else ""
+        raise ConfigurationError(f"bad configuration: {where}{first['msg']}") from None
     except (ValueError, OSError, configparser.Error) as error:
         raise ConfigurationError(f"bad configuration: {error}") from None

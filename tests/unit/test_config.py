@@ -73,4 +73,5 @@ def test_bad_configuration_is_one_line(tmp_path):
         text=True,
     )
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr and "bind_port" in result.stderr
+    assert "Traceback" not in result.stderr and "--bind-port" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 import faafo
 from faafo.api import errors, metrics
+from faafo.api.limits import BodyLimit
 from faafo.api.metrics import ApiMetrics
 from faafo.api.routes import fractals, health, pages, stats, worker
 from faafo.api.services import Services
@@ -48,6 +49,27 @@ class Reconciler:
                 self._services.reconcile()
             except Exception:
                 log.warning("reconcile failed; will retry", exc_info=True)
+
+
+def _document_task_schema(app: FastAPI) -> None:
+    """Create's body is parsed by hand (for 415/400 answers): add its schema to the document."""
+    from fastapi.openapi.utils import get_openapi
+
+    from faafo.api.schemas import TaskCreate
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            task = TaskCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(task.pop("$defs", {}))
+            components["TaskCreate"] = task
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -85,7 +107,13 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     errors.install(app)
+    app.add_middleware(
+        BodyLimit,
+        request_bytes=settings.max_request_bytes,
+        upload_bytes=settings.max_upload_bytes,
+    )
     metrics.install(app, services.metrics)
     for module in (fractals, worker, health, pages, stats):
         app.include_router(module.router)
+    _document_task_schema(app)
     return app

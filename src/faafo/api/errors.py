@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faafo.api.services import InvalidTask
@@ -76,6 +76,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DuplicateTask)
     async def _duplicate(_: Request, error: DuplicateTask) -> JSONResponse:
         return problem(409, str(error))
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(_: Request, error: Exception) -> JSONResponse:
+        return problem(422, "a number in the request is out of range")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

@@ -9,13 +9,14 @@ from faafo import logs
 from faafo.config import (
     ApiSettings,
     ConfigurationError,
+    OneLineArgumentParser,
     add_settings_arguments,
     service_settings,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="faafo-api",
         description="The faafo API: REST API, image downloads and the web gallery.",
     )
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = service_settings(ApiSettings, args)
     except ConfigurationError as error:
-        print(f"faafo-api: {error}", file=sys.stderr)
+        print(f"faafo-api: error: {error}", file=sys.stderr)
         return 2
     logs.setup("api", settings.log_level, settings.log_format)
     if args.command == "migrate":

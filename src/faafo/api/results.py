@@ -87,8 +87,12 @@ async def accept_results(
             raise ApiError(503, "results kept colliding with concurrent deliveries; retry")
         for result in results:
             with logs.task_context(result.uuid):
-                log.info("result from %s: %s (%d bytes)", result.generated_by,
-                         outcome[result.uuid], len(result.png))
+                log.info(
+                    "result from %s: %s (%d bytes)",
+                    result.generated_by,
+                    outcome[result.uuid],
+                    len(result.png),
+                )
             if services.metrics:
                 if outcome[result.uuid] == "stored":
                     services.metrics.completed.labels(result.generated_by).inc()

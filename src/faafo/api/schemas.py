@@ -122,7 +122,7 @@ class Problem(BaseModel):
 
 class ClaimRequest(BaseModel):
     worker: str = Field(..., min_length=1, max_length=255)
-    uuids: list[str] = Field(..., min_length=1, max_length=10_000)
+    uuids: list[Annotated[str, Field(max_length=36)]] = Field(..., min_length=1, max_length=10_000)
 
 
 class ClaimOut(BaseModel):
@@ -134,7 +134,7 @@ class ClaimOut(BaseModel):
 
 
 class FailureReport(BaseModel):
-    uuid: str
+    uuid: str = Field(..., max_length=36)
     error: str = Field(..., max_length=2000)
     worker: str = Field("", max_length=255)
 
@@ -142,7 +142,7 @@ class FailureReport(BaseModel):
 class ResultMeta(BaseModel):
     """What a worker says about one image it uploads."""
 
-    uuid: str
+    uuid: str = Field(..., max_length=36)
     checksum: str = Field(..., min_length=64, max_length=64)
     duration: float = Field(..., ge=0, allow_inf_nan=False)
     generated_by: str = Field(..., min_length=1, max_length=255)

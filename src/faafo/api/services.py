@@ -110,8 +110,13 @@ class Services:
             self.metrics.created.inc(len(fresh))
         for row in (r for r in created if r.uuid in fresh):
             with logs.task_context(row.uuid):
-                log.info("task created: %dx%d, %d iterations%s", row.width, row.height,
-                         row.iterations, f", {row.band_count} bands" if row.band_count else "")
+                log.info(
+                    "task created: %dx%d, %d iterations%s",
+                    row.width,
+                    row.height,
+                    row.iterations,
+                    f", {row.band_count} bands" if row.band_count else "",
+                )
         order = {r["uuid"]: i for i, r in enumerate(rows)}
         return sorted(created, key=lambda row: order[row.uuid])
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from faafo.client.http import ClientError, FaafoClient
 from faafo.client.random_tasks import RANDOM_RANGES, TaskOptions, random_task
+from faafo.config import OneLineArgumentParser
 
 DEFAULT_ENDPOINT = "http://localhost:8080"
 REQUEST_CHUNK = 500
@@ -47,15 +48,8 @@ def _finite_float(text: str) -> float:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line (not the whole usage) and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = OneLineArgumentParser(add_help=False)
     common.add_argument(
         "--endpoint-url",
         default=argparse.SUPPRESS,
@@ -67,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
-    parser = _Parser(prog="faafo", description="The Fractals app.", parents=[common])
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = OneLineArgumentParser(prog="faafo", description="The Fractals app.", parents=[common])
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser
+    )
     commands.required = True
 
     create = commands.add_parser("create", parents=[common], help="create fractal tasks")
@@ -103,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from faafo.autoscale.cli import add_parser as add_autoscale_parser
 
     add_autoscale_parser(commands)
+    from faafo.deploy.cli import add_parser as add_deploy_parser
+
+    add_deploy_parser(commands)
     from faafo.client import render
 
     render.add_parser(commands)
@@ -135,8 +134,6 @@ def cmd_create(client: FaafoClient, args: argparse.Namespace) -> int:
     count = args.tasks or rng.randint(
         min(args.min_tasks, args.max_tasks), max(args.min_tasks, args.max_tasks)
     )
-    if not args.json:
-        print(f"generating {count} task(s)", file=sys.stderr)
     batch = str(uuidlib.uuid4())
     created: list[dict] = []
     for start in range(0, count, REQUEST_CHUNK):
@@ -147,6 +144,9 @@ def cmd_create(client: FaafoClient, args: argparse.Namespace) -> int:
             task["batch"] = batch
             tasks.append(task)
         created += client.create(tasks)
+        if start == 0 and not args.json:
+            # After the first request is accepted, so a refusal stays a single line.
+            print(f"generating {count} task(s)", file=sys.stderr)
     failed = 0
     if args.wait:
         failed = _wait(client, batch, count, quiet=args.json)

@@ -24,12 +24,15 @@ def credentials_file() -> Path:
     return base / "faafo" / "credentials.json"
 
 
-def _key(endpoint: str) -> str:
-    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-    host = (parts.hostname or "").lower()
+def _key(endpoint: str) -> str | None:
+    try:
+        parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # not a URL: the client reports it when it tries to use it
+        return None
     if host in _LOCAL:
         host = "localhost"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme or 'http'}://{host}:{port}"
 
 
@@ -42,14 +45,20 @@ def _load(path: Path) -> dict[str, str]:
 
 
 def lookup(endpoint: str, path: Path | None = None) -> str | None:
-    token = _load(path or credentials_file()).get(_key(endpoint))
+    key = _key(endpoint)
+    if key is None:
+        return None
+    token = _load(path or credentials_file()).get(key)
     return token if isinstance(token, str) and token else None
 
 
 def remember(endpoint: str, token: str, path: Path | None = None) -> None:
     path = path or credentials_file()
     data = _load(path)
-    data[_key(endpoint)] = token
+    key = _key(endpoint)
+    if key is None:
+        raise ValueError(f"not a URL: {endpoint!r}")
+    data[key] = token
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

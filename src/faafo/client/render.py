@@ -25,9 +25,11 @@ DEFAULTS = {
     "ya": -1.2,
     "yb": 1.2,
 }
-DESCRIPTION = ("Render a Julia (default) or Mandelbrot set to a PNG file on this machine. "
-               "Without --c-real/--c-imag the Julia constant is chosen by the original "
-               "faafo rule, reproducibly when --seed is given.")
+DESCRIPTION = (
+    "Render a Julia (default) or Mandelbrot set to a PNG file on this machine. "
+    "Without --c-real/--c-imag the Julia constant is chosen by the original "
+    "faafo rule, reproducibly when --seed is given."
+)
 
 
 def _fail(prog: str, message: str) -> NoReturn:
@@ -38,39 +40,74 @@ def _fail(prog: str, message: str) -> NoReturn:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``render`` options, on any parser."""
     size = parser.add_argument_group("image")
-    size.add_argument("--width", type=int, default=DEFAULTS["width"], metavar="PIXELS",
-                      help="image width (default %(default)s)")
-    size.add_argument("--height", type=int, default=DEFAULTS["height"], metavar="PIXELS",
-                      help="image height (default %(default)s)")
-    size.add_argument("--iterations", type=int, default=DEFAULTS["iterations"], metavar="N",
-                      help="maximum escape iterations (default %(default)s)")
-    window = parser.add_argument_group("window (real axis xa..xb, imaginary axis ya..yb "
-                                       "from the top row down)")
+    size.add_argument(
+        "--width",
+        type=int,
+        default=DEFAULTS["width"],
+        metavar="PIXELS",
+        help="image width (default %(default)s)",
+    )
+    size.add_argument(
+        "--height",
+        type=int,
+        default=DEFAULTS["height"],
+        metavar="PIXELS",
+        help="image height (default %(default)s)",
+    )
+    size.add_argument(
+        "--iterations",
+        type=int,
+        default=DEFAULTS["iterations"],
+        metavar="N",
+        help="maximum escape iterations (default %(default)s)",
+    )
+    window = parser.add_argument_group(
+        "window (real axis xa..xb, imaginary axis ya..yb from the top row down)"
+    )
     for name in ("xa", "xb", "ya", "yb"):
-        window.add_argument(f"--{name}", type=float, default=DEFAULTS[name], metavar="X",
-                            help="default %(default)s")
+        window.add_argument(
+            f"--{name}", type=float, default=DEFAULTS[name], metavar="X", help="default %(default)s"
+        )
     fractal = parser.add_argument_group("fractal")
-    fractal.add_argument("--kind", choices=KINDS, default="julia",
-                         help="default %(default)s")
-    fractal.add_argument("--palette", choices=PALETTES, default="faafo",
-                         help="colours; faafo is the original's (default %(default)s)")
-    fractal.add_argument("--c-real", type=float, metavar="R",
-                         help="real part of the Julia constant (with --c-imag)")
-    fractal.add_argument("--c-imag", type=float, metavar="I",
-                         help="imaginary part of the Julia constant (with --c-real)")
-    fractal.add_argument("--seed", type=int, metavar="S",
-                         help="choose the Julia constant reproducibly from this seed")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="render threads (default: all CPUs)")
-    parser.add_argument("-o", "--output", default="fractal.png", metavar="FILE",
-                        help="PNG file to write, - for standard output "
-                             "(default %(default)s)")
+    fractal.add_argument("--kind", choices=KINDS, default="julia", help="default %(default)s")
+    fractal.add_argument(
+        "--palette",
+        choices=PALETTES,
+        default="faafo",
+        help="colours; faafo is the original's (default %(default)s)",
+    )
+    fractal.add_argument(
+        "--c-real", type=float, metavar="R", help="real part of the Julia constant (with --c-imag)"
+    )
+    fractal.add_argument(
+        "--c-imag",
+        type=float,
+        metavar="I",
+        help="imaginary part of the Julia constant (with --c-real)",
+    )
+    fractal.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="choose the Julia constant reproducibly from this seed",
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="render threads (default: all CPUs)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="fractal.png",
+        metavar="FILE",
+        help="PNG file to write, - for standard output (default %(default)s)",
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Registers the ``render`` subcommand on an argparse subparsers object."""
-    parser = subparsers.add_parser("render", help="render a fractal to a PNG file locally",
-                                   description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "render", help="render a fractal to a PNG file locally", description=DESCRIPTION
+    )
     add_arguments(parser)
     # One line, no usage dump, for bad option values of this subcommand.
     parser.error = lambda message: _fail(parser.prog, message)  # type: ignore[method-assign]
@@ -89,16 +126,28 @@ def spec_from_args(args: argparse.Namespace) -> FractalSpec:
         raise ValueError("--c-real/--c-imag/--seed apply to --kind julia only")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
-    return FractalSpec(width=args.width, height=args.height, iterations=args.iterations,
-                       xa=args.xa, xb=args.xb, ya=args.ya, yb=args.yb, kind=args.kind,
-                       palette=args.palette, c=c, seed=args.seed)
+    return FractalSpec(
+        width=args.width,
+        height=args.height,
+        iterations=args.iterations,
+        xa=args.xa,
+        xb=args.xb,
+        ya=args.ya,
+        yb=args.yb,
+        kind=args.kind,
+        palette=args.palette,
+        c=c,
+        seed=args.seed,
+    )
 
 
 def _describe_c(c: complex | None) -> str:
     if c is None:
         return "c: none (mandelbrot: c is each pixel)"
-    return f"c: {c.real!r} {'-' if c.imag < 0 else '+'} {abs(c.imag)!r}i " \
-           f"(reproduce with --c-real {c.real!r} --c-imag {c.imag!r})"
+    return (
+        f"c: {c.real!r} {'-' if c.imag < 0 else '+'} {abs(c.imag)!r}i "
+        f"(reproduce with --c-real {c.real!r} --c-imag {c.imag!r})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,15 +170,17 @@ def run(args: argparse.Namespace) -> int:
             with open(args.output, "wb") as out:
                 result = write_png(spec, out, threads=args.threads)
     except OSError as error:
-        sys.stderr.write(f"{prog}: error: cannot write {args.output}: "
-                         f"{error.strerror or error}\n")
+        sys.stderr.write(f"{prog}: error: cannot write {args.output}: {error.strerror or error}\n")
         return 1
     elapsed = time.perf_counter() - started
     print(_describe_c(result.c), file=info)
-    print(f"rendered {spec.width}x{spec.height}, {spec.iterations} iterations, "
-          f"{spec.kind}/{spec.palette} in {elapsed:.3f} s (render {result.render_seconds:.3f}"
-          f" s, colour {result.colour_seconds:.3f} s, encode {result.encode_seconds:.3f} s)"
-          f" -> {args.output} ({result.size} bytes)", file=info)
+    print(
+        f"rendered {spec.width}x{spec.height}, {spec.iterations} iterations, "
+        f"{spec.kind}/{spec.palette} in {elapsed:.3f} s (render {result.render_seconds:.3f}"
+        f" s, colour {result.colour_seconds:.3f} s, encode {result.encode_seconds:.3f} s)"
+        f" -> {args.output} ({result.size} bytes)",
+        file=info,
+    )
     return 0
 
 

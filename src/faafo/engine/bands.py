@@ -21,8 +21,7 @@ from faafo.engine import png
 from faafo.engine.thumbnail import Thumbnailer
 
 
-def plan_bands(width: int, height: int, iterations: int,
-               max_cost: int) -> list[tuple[int, int]]:
+def plan_bands(width: int, height: int, iterations: int, max_cost: int) -> list[tuple[int, int]]:
     """Row ranges ``(y0, y1)`` covering the image, each costing at most ``max_cost``.
 
     The cost of a band is its worst case, ``width * rows * iterations`` pixel-iterations
@@ -53,8 +52,10 @@ def decode_band(data: bytes, width: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "PNG" or image.mode != "RGB" or image.width != width:
-                raise ValueError(f"band is a {image.format} {image.mode} image "
-                                 f"{image.width} wide, expected an RGB PNG {width} wide")
+                raise ValueError(
+                    f"band is a {image.format} {image.mode} image "
+                    f"{image.width} wide, expected an RGB PNG {width} wide"
+                )
             return np.asarray(image)
     except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"band is not a readable PNG: {error}") from error
@@ -95,8 +96,9 @@ class AssembledPng:
     thumbnail_png: bytes
 
 
-def write_assembled_png(width: int, height: int, band_pngs: Iterable[bytes],
-                        out: BinaryIO) -> AssembledPng:
+def write_assembled_png(
+    width: int, height: int, band_pngs: Iterable[bytes], out: BinaryIO
+) -> AssembledPng:
     """``assemble_png`` and ``assemble_thumbnail`` in one pass over the bands.
 
     Writes the whole image's PNG to ``out`` and returns its size, SHA-256 and thumbnail,

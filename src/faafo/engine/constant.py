@@ -57,8 +57,9 @@ def _gap(count: int) -> int:
     return 0
 
 
-def choose_c(xa: float, xb: float, ya: float, yb: float,
-             iterations: int, seed: int | None) -> complex:
+def choose_c(
+    xa: float, xb: float, ya: float, yb: float, iterations: int, seed: int | None
+) -> complex:
     """A Julia constant chosen by the reference rule; see the module docstring.
 
     Deterministic for a given ``seed``; at most ``MAX_TRIES`` draws of at most 101

@@ -103,8 +103,25 @@ def _smooth_value(x: float, y: float, a: float, b: float, k: int) -> float:
 
 
 @njit(inline="always")
-def _stream(counts, mu, smooth, width, height, y0, y1, task, ntasks,
-            iterations, xa, xb, ya, yb, cr, ci, julia):
+def _stream(
+    counts,
+    mu,
+    smooth,
+    width,
+    height,
+    y0,
+    y1,
+    task,
+    ntasks,
+    iterations,
+    xa,
+    xb,
+    ya,
+    yb,
+    cr,
+    ci,
+    julia,
+):
     """Escape counts of rows ``y0 + task + m*ntasks`` (< y1) into ``counts[y - y0]``."""
     wd = max(width - 1, 1)
     hd = max(height - 1, 1)
@@ -263,17 +280,53 @@ def _stream(counts, mu, smooth, width, height, y0, y1, task, ntasks,
 
 
 @njit(cache=True, nogil=True)
-def _julia_task(counts, mu, smooth, width, height, y0, y1, task, ntasks,
-                iterations, xa, xb, ya, yb, cr, ci):
-    _stream(counts, mu, smooth, width, height, y0, y1, task, ntasks,
-            iterations, xa, xb, ya, yb, cr, ci, True)
+def _julia_task(
+    counts, mu, smooth, width, height, y0, y1, task, ntasks, iterations, xa, xb, ya, yb, cr, ci
+):
+    _stream(
+        counts,
+        mu,
+        smooth,
+        width,
+        height,
+        y0,
+        y1,
+        task,
+        ntasks,
+        iterations,
+        xa,
+        xb,
+        ya,
+        yb,
+        cr,
+        ci,
+        True,
+    )
 
 
 @njit(cache=True, nogil=True)
-def _mandelbrot_task(counts, mu, smooth, width, height, y0, y1, task, ntasks,
-                     iterations, xa, xb, ya, yb):
-    _stream(counts, mu, smooth, width, height, y0, y1, task, ntasks,
-            iterations, xa, xb, ya, yb, 0.0, 0.0, False)
+def _mandelbrot_task(
+    counts, mu, smooth, width, height, y0, y1, task, ntasks, iterations, xa, xb, ya, yb
+):
+    _stream(
+        counts,
+        mu,
+        smooth,
+        width,
+        height,
+        y0,
+        y1,
+        task,
+        ntasks,
+        iterations,
+        xa,
+        xb,
+        ya,
+        yb,
+        0.0,
+        0.0,
+        False,
+    )
 
 
 def available_threads() -> int:
@@ -292,11 +345,21 @@ def thread_count(width: int, rows: int, iterations: int, threads: int | None) ->
     return max(1, min(limit, rows))
 
 
-def escape_counts(width: int, height: int, iterations: int,
-                  xa: float, xb: float, ya: float, yb: float,
-                  c: complex | None, y0: int, y1: int, *,
-                  smooth: bool = False, threads: int | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
+def escape_counts(
+    width: int,
+    height: int,
+    iterations: int,
+    xa: float,
+    xb: float,
+    ya: float,
+    yb: float,
+    c: complex | None,
+    y0: int,
+    y1: int,
+    *,
+    smooth: bool = False,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Escape counts (int32, rows ``y0..y1-1`` of the full image) and smooth values.
 
     ``c`` is the Julia constant, or None for the Mandelbrot set (``z0 = 0``, ``c`` = the
@@ -311,11 +374,28 @@ def escape_counts(width: int, height: int, iterations: int,
 
     def run(task: int) -> None:
         if c is None:
-            _mandelbrot_task(counts, mu, smooth, width, height, y0, y1, task, n,
-                             iterations, xa, xb, ya, yb)
+            _mandelbrot_task(
+                counts, mu, smooth, width, height, y0, y1, task, n, iterations, xa, xb, ya, yb
+            )
         else:
-            _julia_task(counts, mu, smooth, width, height, y0, y1, task, n,
-                        iterations, xa, xb, ya, yb, float(c.real), float(c.imag))
+            _julia_task(
+                counts,
+                mu,
+                smooth,
+                width,
+                height,
+                y0,
+                y1,
+                task,
+                n,
+                iterations,
+                xa,
+                xb,
+                ya,
+                yb,
+                float(c.real),
+                float(c.imag),
+            )
 
     if n == 1:
         run(0)

@@ -116,8 +116,10 @@ class PngStream:
     def add(self, rgb: np.ndarray) -> bytes:
         rows = rgb.shape[0]
         if rgb.shape != (rows, self.width, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"strip of shape {rgb.shape} {rgb.dtype} does not fit a "
-                             f"{self.width}-pixel wide RGB image")
+            raise ValueError(
+                f"strip of shape {rgb.shape} {rgb.dtype} does not fit a "
+                f"{self.width}-pixel wide RGB image"
+            )
         if self.rows + rows > self.height:
             raise ValueError(f"more than {self.height} rows given")
         if rows == 0:

@@ -69,14 +69,23 @@ def strip_rows(width: int, band_rows: int | None = None) -> int:
 
 
 def _check_threads(threads: int | None) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
 
 
-def _pipeline(spec: FractalSpec, c: complex | None, y0: int, y1: int, threads: int | None,
-              rows_per_strip: int, clock: _Clock, thumb: Thumbnailer | None,
-              emit: Callable[[bytes], None]) -> None:
+def _pipeline(
+    spec: FractalSpec,
+    c: complex | None,
+    y0: int,
+    y1: int,
+    threads: int | None,
+    rows_per_strip: int,
+    clock: _Clock,
+    thumb: Thumbnailer | None,
+    emit: Callable[[bytes], None],
+) -> None:
     """Renders rows y0..y1-1 strip by strip, handing PNG bytes to ``emit`` as they come."""
     from faafo.engine.colour import colourise, is_smooth
     from faafo.engine.kernel import escape_counts
@@ -87,9 +96,20 @@ def _pipeline(spec: FractalSpec, c: complex | None, y0: int, y1: int, threads: i
     for top in range(y0, y1, rows_per_strip):
         bottom = min(top + rows_per_strip, y1)
         t0 = time.perf_counter()
-        counts, mu = escape_counts(spec.width, spec.height, spec.iterations,
-                                   spec.xa, spec.xb, spec.ya, spec.yb, c, top, bottom,
-                                   smooth=smooth, threads=threads)
+        counts, mu = escape_counts(
+            spec.width,
+            spec.height,
+            spec.iterations,
+            spec.xa,
+            spec.xb,
+            spec.ya,
+            spec.yb,
+            c,
+            top,
+            bottom,
+            smooth=smooth,
+            threads=threads,
+        )
         t1 = time.perf_counter()
         rgb = colourise(counts, mu, spec.palette)
         del counts, mu
@@ -110,8 +130,9 @@ def _pipeline(spec: FractalSpec, c: complex | None, y0: int, y1: int, threads: i
     clock.encode += time.perf_counter() - t0
 
 
-def render_png(spec: FractalSpec, *, rows: tuple[int, int] | None = None,
-               threads: int | None = None) -> RenderResult:
+def render_png(
+    spec: FractalSpec, *, rows: tuple[int, int] | None = None, threads: int | None = None
+) -> RenderResult:
     """Renders ``spec`` (or only its rows ``y0..y1-1`` when ``rows=(y0, y1)``) to PNG bytes.
 
     A band has the full image's coordinates: its pixels are exactly those rows of the
@@ -129,8 +150,10 @@ def render_png(spec: FractalSpec, *, rows: tuple[int, int] | None = None,
         if not (isinstance(y0, int) and isinstance(y1, int) and 0 <= y0 < y1 <= spec.height):
             raise ValueError(f"rows must satisfy 0 <= y0 < y1 <= {spec.height}, got {rows!r}")
         if spec.kind == "julia" and spec.c is None and spec.seed is None:
-            raise ValueError("rendering a band of a Julia set needs spec.c or spec.seed, "
-                             "or each band would get a different random constant")
+            raise ValueError(
+                "rendering a band of a Julia set needs spec.c or spec.seed, "
+                "or each band would get a different random constant"
+            )
     c = resolve_c(spec)
     clock = _Clock()
     thumb = Thumbnailer(spec.width, spec.height) if rows is None else None
@@ -141,13 +164,20 @@ def render_png(spec: FractalSpec, *, rows: tuple[int, int] | None = None,
         t0 = time.perf_counter()
         thumbnail_png = thumb.png()
         clock.thumbnail += time.perf_counter() - t0
-    return RenderResult(png=b"".join(parts), c=c, render_seconds=clock.render,
-                        colour_seconds=clock.colour, encode_seconds=clock.encode,
-                        thumbnail_png=thumbnail_png, thumbnail_seconds=clock.thumbnail)
+    return RenderResult(
+        png=b"".join(parts),
+        c=c,
+        render_seconds=clock.render,
+        colour_seconds=clock.colour,
+        encode_seconds=clock.encode,
+        thumbnail_png=thumbnail_png,
+        thumbnail_seconds=clock.thumbnail,
+    )
 
 
-def write_png(spec: FractalSpec, out: BinaryIO, *, threads: int | None = None,
-              band_rows: int | None = None) -> WriteResult:
+def write_png(
+    spec: FractalSpec, out: BinaryIO, *, threads: int | None = None, band_rows: int | None = None
+) -> WriteResult:
     """Renders ``spec`` straight into the binary file ``out``, strip by strip.
 
     Memory is bounded by one strip (``band_rows`` rows, default about 4 million
@@ -173,8 +203,13 @@ def write_png(spec: FractalSpec, out: BinaryIO, *, threads: int | None = None,
     t0 = time.perf_counter()
     thumbnail_png = thumb.png()
     clock.thumbnail += time.perf_counter() - t0
-    return WriteResult(size=size, sha256=digest.hexdigest(), c=c,
-                       render_seconds=clock.render, colour_seconds=clock.colour,
-                       encode_seconds=clock.encode, thumbnail_png=thumbnail_png,
-                       thumbnail_seconds=clock.thumbnail)
-
+    return WriteResult(
+        size=size,
+        sha256=digest.hexdigest(),
+        c=c,
+        render_seconds=clock.render,
+        colour_seconds=clock.colour,
+        encode_seconds=clock.encode,
+        thumbnail_png=thumbnail_png,
+        thumbnail_seconds=clock.thumbnail,
+    )

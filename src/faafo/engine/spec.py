@@ -64,8 +64,7 @@ class FractalSpec:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.palette not in PALETTES:
-            raise ValueError(
-                f"palette must be one of {', '.join(PALETTES)}, got {self.palette!r}")
+            raise ValueError(f"palette must be one of {', '.join(PALETTES)}, got {self.palette!r}")
         if self.c is not None:
             if isinstance(self.c, bool) or not isinstance(self.c, numbers.Complex):
                 raise ValueError(f"c must be a complex number, got {self.c!r}")

@@ -34,8 +34,9 @@ class Thumbnailer:
         self.tw, self.th = thumbnail_size(width, height)
         self._box_of_column = np.arange(width, dtype=np.int64) * self.tw // width
         col_sizes = np.bincount(self._box_of_column, minlength=self.tw)
-        row_sizes = np.bincount(np.arange(height, dtype=np.int64) * self.th // height,
-                                minlength=self.th)
+        row_sizes = np.bincount(
+            np.arange(height, dtype=np.int64) * self.th // height, minlength=self.th
+        )
         self._area = (row_sizes[:, None] * col_sizes[None, :])[:, :, None].astype(np.uint64)
         self._sums = np.zeros((self.th, self.tw, 3), np.uint64)
         self.rows = 0
@@ -49,8 +50,14 @@ class Thumbnailer:
             raise ValueError("strip does not fit the image")
         from faafo.engine.boxsum import add_box_sums
 
-        add_box_sums(np.ascontiguousarray(rgb), self.rows, self.height, self.th,
-                     self._box_of_column, self._sums)
+        add_box_sums(
+            np.ascontiguousarray(rgb),
+            self.rows,
+            self.height,
+            self.th,
+            self._box_of_column,
+            self._sums,
+        )
         self.rows += rows
 
     def pixels(self) -> np.ndarray:

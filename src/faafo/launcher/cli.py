@@ -34,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     up.add_argument("--concurrency", type=int, default=1, help="tasks each worker renders at once")
     up.add_argument(
-        "--bind-port", type=int, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT})"
+        "--bind-port", type=_port, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT})"
     )
     up.add_argument("--listen-address", default="127.0.0.1", help="API address (default 127.0.0.1)")
     up.add_argument("--database-url", help="use this database instead of SQLite")
@@ -67,6 +67,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--log-format", choices=("text", "json"), default="text")
     up.add_argument("--log-level", default="INFO")
     up.set_defaults(run=run)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0..65535)")
+    return port
 
 
 def _bounds(text: str) -> tuple[int, int]:

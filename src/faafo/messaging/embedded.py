@@ -211,7 +211,8 @@ class Options:
         if parts.netloc not in ("", "localhost") or not Path(raw).is_absolute():
             raise ValueError(
                 f"{url!r}: the embedded queue URL needs an absolute file path, "
-                f"e.g. {SCHEME}:///var/lib/faafo/queue.sqlite3 (three slashes)")
+                f"e.g. {SCHEME}:///var/lib/faafo/queue.sqlite3 (three slashes)"
+            )
         given: dict[str, Any] = dict(parse_qsl(parts.query))
         given.update({k: v for k, v in (overrides or {}).items() if v is not None})
         kwargs: dict[str, Any] = {}
@@ -265,8 +266,11 @@ class QoS(virtual.QoS):
             except sqlite3.Error as exc:
                 # Not fatal: once this connection's owner lock goes away
                 # another consumer reclaims them.
-                logger.warning("could not requeue %d messages now (%s); "
-                               "they return when this process ends", len(tags), exc)
+                logger.warning(
+                    "could not requeue %d messages now (%s); they return when this process ends",
+                    len(tags),
+                    exc,
+                )
         return []
 
 
@@ -293,8 +297,9 @@ class Channel(virtual.Channel):
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         self.connection.put([queue], message, self._get_message_priority(message))
 
-    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str,
-                    **kwargs: Any) -> None:
+    def _put_fanout(
+        self, exchange: str, message: dict[str, Any], routing_key: str, **kwargs: Any
+    ) -> None:
         self._load_exchange(exchange)
         queues = sorted({queue for _, _, queue in self.get_table(exchange)})
         self.connection.put(queues, message, self._get_message_priority(message))
@@ -380,36 +385,47 @@ class Channel(virtual.Channel):
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         """Per binding: nothing to do, :meth:`queue_delete` removes it all."""
 
-    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False,
-                     **kwargs: Any) -> None:
+    def queue_delete(
+        self, queue: str, if_unused: bool = False, if_empty: bool = False, **kwargs: Any
+    ) -> None:
         """Delete a queue with its bindings and messages."""
         if if_empty and self._size(queue):
             return
         super().queue_delete(queue, if_unused=if_unused, if_empty=False, **kwargs)
         self.store.delete_queue(queue)
 
-    def exchange_declare(self, exchange: str | None = None, type: str = "direct",
-                         durable: bool = False, auto_delete: bool = False,
-                         arguments: Any = None, nowait: bool = False,
-                         passive: bool = False) -> None:
+    def exchange_declare(
+        self,
+        exchange: str | None = None,
+        type: str = "direct",
+        durable: bool = False,
+        auto_delete: bool = False,
+        arguments: Any = None,
+        nowait: bool = False,
+        passive: bool = False,
+    ) -> None:
         """Declare an exchange here and in the file."""
         type = type or "direct"
         exchange = exchange or f"amq.{type}"
         if passive:
             self._load_exchange(exchange)
-        super().exchange_declare(exchange, type, durable, auto_delete, arguments,
-                                 nowait, passive)
+        super().exchange_declare(exchange, type, durable, auto_delete, arguments, nowait, passive)
         if not passive:
             self.store.declare_exchange(exchange, type)
 
-    def exchange_delete(self, exchange: str, if_unused: bool = False,
-                        nowait: bool = False) -> None:
+    def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
         """Delete an exchange and its bindings."""
         super().exchange_delete(exchange, if_unused=if_unused, nowait=nowait)
         self.store.delete_exchange(exchange)
 
-    def queue_bind(self, queue: str, exchange: str | None = None, routing_key: str = "",
-                   arguments: Any = None, **kwargs: Any) -> None:
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        routing_key: str = "",
+        arguments: Any = None,
+        **kwargs: Any,
+    ) -> None:
         """Bind here and in the file, so every process routes the same way."""
         exchange = exchange or "amq.direct"
         if exchange not in self.state.exchanges:
@@ -417,8 +433,14 @@ class Channel(virtual.Channel):
         self.store.bind(queue, exchange, routing_key)
         super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
 
-    def queue_unbind(self, queue: str, exchange: str | None = None, routing_key: str = "",
-                     arguments: Any = None, **kwargs: Any) -> None:
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        routing_key: str = "",
+        arguments: Any = None,
+        **kwargs: Any,
+    ) -> None:
         """Unbind here and in the file."""
         super().queue_unbind(queue, exchange, routing_key, arguments, **kwargs)
         self.store.unbind(queue, exchange or "amq.direct", routing_key)
@@ -444,10 +466,16 @@ class Channel(virtual.Channel):
         type_, pairs = self.store.bindings(exchange)
         if type_ is None and not pairs:
             return
-        self.state.exchanges.setdefault(exchange, {
-            "type": type_ or "direct", "durable": True, "auto_delete": False,
-            "arguments": {}, "table": [],
-        })
+        self.state.exchanges.setdefault(
+            exchange,
+            {
+                "type": type_ or "direct",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {},
+                "table": [],
+            },
+        )
         for queue, routing_key in pairs:
             if not self.state.has_binding(queue, exchange, routing_key):
                 super().queue_bind(queue, exchange, routing_key)
@@ -486,8 +514,11 @@ class Transport(virtual.Transport):
     def store(self) -> QueueStore:
         """The open store (opened on first use)."""
         if self._store is None or self._store.closed:
-            self._store = QueueStore(self.options.path, busy_timeout=self.options.busy_timeout,
-                                     fsync_publish=self.options.fsync_publish)
+            self._store = QueueStore(
+                self.options.path,
+                busy_timeout=self.options.busy_timeout,
+                fsync_publish=self.options.fsync_publish,
+            )
         return self._store
 
     @property
@@ -522,8 +553,11 @@ class Transport(virtual.Transport):
                 if store.release_owner(owner.id):
                     self._ring()
             except sqlite3.Error as exc:
-                logger.warning("could not requeue held messages on close (%s); "
-                               "other consumers will reclaim them", exc)
+                logger.warning(
+                    "could not requeue held messages on close (%s); "
+                    "other consumers will reclaim them",
+                    exc,
+                )
         if owner is not None:
             owner.release()
         if store is not None:
@@ -618,8 +652,11 @@ class Transport(virtual.Transport):
         for owner_id in holders:
             if owner_id != me and (owner_id in dead or owner_is_dead(directory, owner_id)):
                 count = store.release_owner(owner_id)
-                logger.warning("consumer %s is gone: %d unacknowledged messages "
-                               "returned to their queues", owner_id, count)
+                logger.warning(
+                    "consumer %s is gone: %d unacknowledged messages returned to their queues",
+                    owner_id,
+                    count,
+                )
                 released += count
         for owner_id in dead:
             forget_owner_file(directory, owner_id)
@@ -627,11 +664,15 @@ class Transport(virtual.Transport):
         timeout = self.options.visibility_timeout
         if timeout is not None:
             deadline = time.time() - timeout
-            if any(claimed_at is not None and claimed_at < deadline
-                   for claimed_at in holders.values()):
+            if any(
+                claimed_at is not None and claimed_at < deadline for claimed_at in holders.values()
+            ):
                 count = store.release_expired(deadline)
-                logger.warning("%d messages unacknowledged for over %.0f s returned "
-                               "to their queues", count, timeout)
+                logger.warning(
+                    "%d messages unacknowledged for over %.0f s returned to their queues",
+                    count,
+                    timeout,
+                )
                 released += count
         if released:
             self.local_writes += 1

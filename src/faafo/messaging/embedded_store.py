@@ -83,17 +83,20 @@ class QueueStore:
     events, so every use of the connection goes through one lock.
     """
 
-    def __init__(self, path: Path, *, busy_timeout: float = 10.0,
-                 fsync_publish: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = 10.0, fsync_publish: bool = False
+    ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(
-                f"the embedded queue needs SQLite >= 3.35 (found {sqlite3.sqlite_version})")
+                f"the embedded queue needs SQLite >= 3.35 (found {sqlite3.sqlite_version})"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fsync_publish = fsync_publish
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
         self._sync_full = False
         self._setup()
 
@@ -110,7 +113,8 @@ class QueueStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise RuntimeError(
-                    f"{self.path} was written by a newer faafo (queue schema {version})")
+                    f"{self.path} was written by a newer faafo (queue schema {version})"
+                )
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -180,9 +184,13 @@ class QueueStore:
     def has_ready(self, queue: str) -> bool:
         """Read-only check, so that polling an empty queue takes no write lock."""
         with self._lock:
-            row = self._conn().execute(
-                "SELECT 1 FROM messages WHERE queue = ? AND owner IS NULL LIMIT 1",
-                (queue,)).fetchone()
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT 1 FROM messages WHERE queue = ? AND owner IS NULL LIMIT 1", (queue,)
+                )
+                .fetchone()
+            )
         return row is not None
 
     def claim(self, queue: str, owner: str) -> Claimed | None:
@@ -203,7 +211,8 @@ class QueueStore:
                               ORDER BY priority DESC, id LIMIT 1)
                 RETURNING id, payload, deliveries
                 """,
-                (owner, time.time(), queue)).fetchone()
+                (owner, time.time(), queue),
+            ).fetchone()
         return None if row is None else Claimed(*row)
 
     def take(self, queue: str) -> Claimed | None:
@@ -219,7 +228,8 @@ class QueueStore:
                               ORDER BY priority DESC, id LIMIT 1)
                 RETURNING id, payload, deliveries + 1
                 """,
-                (queue,)).fetchone()
+                (queue,),
+            ).fetchone()
         return None if row is None else Claimed(*row)
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -261,15 +271,20 @@ class QueueStore:
             db = self._conn()
             self._set_sync(db, False)
             return db.execute(
-                "UPDATE messages SET owner = NULL, claimed_at = NULL WHERE owner = ?",
-                (owner,)).rowcount
+                "UPDATE messages SET owner = NULL, claimed_at = NULL WHERE owner = ?", (owner,)
+            ).rowcount
 
     def owners(self) -> dict[str, float]:
         """Map each owner holding messages to its oldest claim time (read-only)."""
         with self._lock:
-            rows = self._conn().execute(
-                "SELECT owner, MIN(claimed_at) FROM messages"
-                " WHERE owner IS NOT NULL GROUP BY owner").fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT owner, MIN(claimed_at) FROM messages"
+                    " WHERE owner IS NOT NULL GROUP BY owner"
+                )
+                .fetchall()
+            )
         return {owner: claimed_at for owner, claimed_at in rows}
 
     def release_expired(self, older_than: float) -> int:
@@ -280,23 +295,32 @@ class QueueStore:
             return db.execute(
                 "UPDATE messages SET owner = NULL, claimed_at = NULL"
                 " WHERE owner IS NOT NULL AND claimed_at < ?",
-                (older_than,)).rowcount
+                (older_than,),
+            ).rowcount
 
     # -- queue management ----------------------------------------------------
 
     def ready_count(self, queue: str) -> int:
         """Messages waiting for a consumer (what AMQP reports as message_count)."""
         with self._lock:
-            return self._conn().execute(
-                "SELECT COUNT(*) FROM messages WHERE queue = ? AND owner IS NULL",
-                (queue,)).fetchone()[0]
+            return (
+                self._conn()
+                .execute(
+                    "SELECT COUNT(*) FROM messages WHERE queue = ? AND owner IS NULL", (queue,)
+                )
+                .fetchone()[0]
+            )
 
     def unacked_count(self, queue: str) -> int:
         """Messages delivered and not yet acknowledged."""
         with self._lock:
-            return self._conn().execute(
-                "SELECT COUNT(*) FROM messages WHERE queue = ? AND owner IS NOT NULL",
-                (queue,)).fetchone()[0]
+            return (
+                self._conn()
+                .execute(
+                    "SELECT COUNT(*) FROM messages WHERE queue = ? AND owner IS NOT NULL", (queue,)
+                )
+                .fetchone()[0]
+            )
 
     def purge(self, queue: str) -> int:
         """Delete the ready messages of *queue*; delivered ones stay (as in AMQP)."""
@@ -304,7 +328,8 @@ class QueueStore:
             db = self._conn()
             self._set_sync(db, False)
             return db.execute(
-                "DELETE FROM messages WHERE queue = ? AND owner IS NULL", (queue,)).rowcount
+                "DELETE FROM messages WHERE queue = ? AND owner IS NULL", (queue,)
+            ).rowcount
 
     def declare_queue(self, queue: str) -> None:
         """Record that *queue* exists (for passive declares in other processes)."""
@@ -318,8 +343,10 @@ class QueueStore:
     def queue_exists(self, queue: str) -> bool:
         """Whether *queue* was ever declared (and not deleted)."""
         with self._lock:
-            return self._conn().execute(
-                "SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is not None
+            return (
+                self._conn().execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone()
+                is not None
+            )
 
     def delete_queue(self, queue: str) -> None:
         """Forget *queue*, its bindings and all its messages."""
@@ -338,8 +365,9 @@ class QueueStore:
             if db.execute("SELECT 1 FROM exchanges WHERE name = ?", (exchange,)).fetchone():
                 return
             self._set_sync(db, self.fsync_publish)
-            db.execute("INSERT OR IGNORE INTO exchanges (name, type) VALUES (?, ?)",
-                       (exchange, type_))
+            db.execute(
+                "INSERT OR IGNORE INTO exchanges (name, type) VALUES (?, ?)", (exchange, type_)
+            )
 
     def delete_exchange(self, exchange: str) -> None:
         """Forget an exchange and its bindings (queues and messages stay)."""
@@ -354,25 +382,30 @@ class QueueStore:
         key = (exchange, routing_key, queue)
         with self._lock:
             db = self._conn()
-            if db.execute("SELECT 1 FROM bindings WHERE exchange = ? AND routing_key = ?"
-                          " AND queue = ?", key).fetchone():
+            if db.execute(
+                "SELECT 1 FROM bindings WHERE exchange = ? AND routing_key = ? AND queue = ?", key
+            ).fetchone():
                 return
             self._set_sync(db, self.fsync_publish)
-            db.execute("INSERT OR IGNORE INTO bindings (exchange, routing_key, queue)"
-                       " VALUES (?, ?, ?)", key)
+            db.execute(
+                "INSERT OR IGNORE INTO bindings (exchange, routing_key, queue) VALUES (?, ?, ?)",
+                key,
+            )
 
     def unbind(self, queue: str, exchange: str, routing_key: str) -> None:
         """Remove a persisted binding."""
         with self._lock:
             self._conn().execute(
                 "DELETE FROM bindings WHERE exchange = ? AND routing_key = ? AND queue = ?",
-                (exchange, routing_key, queue))
+                (exchange, routing_key, queue),
+            )
 
     def bindings(self, exchange: str) -> tuple[str | None, list[tuple[str, str]]]:
         """Return the exchange's type (None if unknown) and its (queue, routing key) pairs."""
         with self._lock:
             db = self._conn()
             row = db.execute("SELECT type FROM exchanges WHERE name = ?", (exchange,)).fetchone()
-            rows = db.execute("SELECT queue, routing_key FROM bindings WHERE exchange = ?",
-                              (exchange,)).fetchall()
+            rows = db.execute(
+                "SELECT queue, routing_key FROM bindings WHERE exchange = ?", (exchange,)
+            ).fetchall()
         return (None if row is None else row[0]), [(q, rk) for q, rk in rows]

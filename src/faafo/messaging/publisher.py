@@ -2,14 +2,17 @@
 
 ``publish`` returns only once the broker has the messages (RabbitMQ publisher
 confirms; the embedded queue writes before returning), so the caller may then
-record them as published. It raises when the broker stays unreachable; the
-tasks stay unpublished in the database and the reconciler tries again.
+record them as published. It fails fast when the broker is unreachable (one
+short connection attempt, then no attempt at all for a few seconds): the tasks
+are committed already, the request answers at once, and the reconciler
+publishes them when the broker is back.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from kombu import Connection, Producer
 
@@ -23,9 +26,11 @@ log = logging.getLogger(__name__)
 class Publisher:
     """One lazily opened connection shared by the API's threads, behind a lock."""
 
-    def __init__(self, url: str, *, retries: int = 3) -> None:
+    def __init__(self, url: str, *, retries: int = 1, backoff: float = 5.0) -> None:
         self.url = url
         self._retries = retries
+        self._backoff = backoff
+        self._down_until = 0.0
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._producer: Producer | None = None
@@ -34,7 +39,15 @@ class Publisher:
         if self._connection is None:
             self._connection = broker.connection(self.url, confirm_publish=True)
         if self._producer is None:
-            self._connection.ensure_connection(max_retries=self._retries, interval_start=0.2)
+            if time.monotonic() < self._down_until:
+                raise ConnectionError(
+                    f"queue {broker.redact(self.url)} was unreachable moments ago"
+                )
+            try:
+                self._connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+            except Exception:
+                self._down_until = time.monotonic() + self._backoff
+                raise
             channel = self._connection.channel()
             for queue in (TASK_QUEUE, DEAD_QUEUE):
                 queue(channel).declare()

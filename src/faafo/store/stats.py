@@ -144,9 +144,7 @@ def _page_by_seek(
     """
     within = _at_or_older(anchor)
     times = (
-        filters.apply(select(Fractal.created_at))
-        .where(*within)
-        .order_by(Fractal.created_at.desc())
+        filters.apply(select(Fractal.created_at)).where(*within).order_by(Fractal.created_at.desc())
     )
     first = session.scalar(times.offset(skip).limit(1))
     if first is None:
@@ -154,11 +152,14 @@ def _page_by_seek(
     last = session.scalar(times.offset(skip + per_page - 1).limit(1))
     newer = 0
     if skip:
-        newer = session.scalar(
-            filters.apply(select(func.count()).select_from(Fractal)).where(
-                *within, Fractal.created_at > first
+        newer = (
+            session.scalar(
+                filters.apply(select(func.count()).select_from(Fractal)).where(
+                    *within, Fractal.created_at > first
+                )
             )
-        ) or 0
+            or 0
+        )
     between = [*within, Fractal.created_at <= first]
     if last is not None:
         between.append(Fractal.created_at >= last)

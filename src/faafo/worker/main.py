@@ -11,6 +11,7 @@ import sys
 from faafo import logs
 from faafo.config import (
     ConfigurationError,
+    OneLineArgumentParser,
     WorkerSettings,
     add_settings_arguments,
     service_settings,
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="faafo-worker",
         description="The faafo worker: takes tasks from the queue, renders fractals, "
         "delivers the PNGs to the API.",
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = service_settings(WorkerSettings, args)
     except ConfigurationError as error:
-        print(f"faafo-worker: {error}", file=sys.stderr)
+        print(f"faafo-worker: error: {error}", file=sys.stderr)
         return 2
     logs.setup("worker", settings.log_level, settings.log_format)
 

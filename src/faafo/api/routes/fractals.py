@@ -7,7 +7,7 @@ import binascii
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
@@ -100,7 +100,7 @@ def list_fractals(
     request: Request,
     response: Response,
     services: Svc,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=10**9)] = 1,
     results_per_page: Annotated[int, Query(ge=1, le=100)] = 10,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
     batch: Annotated[str | None, Query(max_length=36)] = None,
@@ -174,7 +174,7 @@ def batch_status(batch: str, services: Svc) -> BatchStatus:
     },
 )
 async def put_result(
-    uuid: str,
+    uuid: Annotated[str, Path(max_length=36)],
     request: Request,
     services: Svc,
     checksum: Annotated[str | None, Query(min_length=64, max_length=64)] = None,

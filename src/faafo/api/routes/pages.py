@@ -238,9 +238,7 @@ def fractal_view(request: Request, services: Svc, uuid: str) -> HTMLResponse:
         row = store.get(session, uuid)
     stats = collect(services, recent=0, queue=False)
     if row is None:
-        return _render(
-            request, "not_found.html", {"uuid": uuid, "stats": stats}, status_code=404
-        )
+        return _render(request, "not_found.html", {"uuid": uuid, "stats": stats}, status_code=404)
     return _render(
         request,
         "detail.html",

@@ -122,7 +122,7 @@ async def upload_results(request: Request, services: Svc) -> dict[str, str]:
 class BandClaim(BaseModel):
     worker: str = Field(..., min_length=1, max_length=255)
     uuid: str = Field(..., max_length=36)
-    band: int = Field(..., ge=0)
+    band: int = Field(..., ge=0, le=10**6)
 
 
 @router.post("/bands/claim", response_model=ClaimOut)
@@ -157,8 +157,8 @@ def claim_band(body: BandClaim, services: Svc) -> ClaimOut:
     },
 )
 async def put_band(
-    uuid: str,
-    band: Annotated[int, Path(ge=0)],
+    uuid: Annotated[str, Path(max_length=36)],
+    band: Annotated[int, Path(ge=0, le=10**6)],
     request: Request,
     services: Svc,
     checksum: Annotated[str, Query(min_length=64, max_length=64)],
@@ -187,7 +187,7 @@ async def put_band(
 @router.get(
     "/bands/{uuid}/{band}", response_class=Response, responses={200: {"content": {"image/png": {}}}}
 )
-def get_band(uuid: str, band: Annotated[int, Path(ge=0)], services: Svc) -> Response:
+def get_band(uuid: str, band: Annotated[int, Path(ge=0, le=10**6)], services: Svc) -> Response:
     """A stored band, for the worker that assembles the final image."""
     with services.database.reading() as session:
         data = bands.band_png(session, uuid, band)
