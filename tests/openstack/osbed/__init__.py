@@ -5,8 +5,9 @@ Only the standard library is used here, so any Python 3.10+ can bring the bed
 up; the services themselves run from their own virtualenv.
 """
 
+from .control import down, status
 from .errors import BedError, Unavailable
 from .handle import Bed
-from .lifecycle import down, ensure_up, running_bed, status, up
+from .lifecycle import ensure_up, running_bed, up
 
 __all__ = ["Bed", "BedError", "Unavailable", "down", "ensure_up", "running_bed", "status", "up"]

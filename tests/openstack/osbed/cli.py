@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .control import down, status
 from .errors import BedError, Unavailable
-from .lifecycle import down, status, up
+from .lifecycle import ensure_up
 
 
 def _say(text: str) -> None:
@@ -19,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(say=_say)
+            bed, started = ensure_up(say=_say)
+            if not started:
+                _say(f"the bed is already up; reusing it (clouds.yaml: {bed.clouds_yaml})")
             return 0
         if args.command == "down":
             down(say=_say)

@@ -35,7 +35,12 @@ class BedError(RuntimeError):
     def describe(self) -> str:
         text = f"OpenStack test bed: {self.service}: {self.reason}"
         if self.log is not None:
-            text += f"\n--- last lines of {self.log} ---\n{tail(self.log)}"
+            lines = tail(self.log, 400).splitlines()
+            # A traceback can push the one telling line out of the tail.
+            critical = [line for line in lines if " CRITICAL " in line]
+            if critical:
+                text += f"\n{critical[-1]}"
+            text += f"\n--- last lines of {self.log} ---\n" + "\n".join(lines[-TAIL_LINES:])
         return text
 
 

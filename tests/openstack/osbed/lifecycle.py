@@ -1,4 +1,4 @@
-"""Bring the bed up, report on it, tear it down.
+"""Bring the bed up (``down`` and ``status`` are in control.py).
 
 ``up`` goes from nothing: it builds (or reuses) the venv, gives the bed fresh
 databases and a fresh vhost, writes the configs, prepares schemas in
@@ -19,11 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import infra, procs, services
+from .clouds import write_clouds_yaml
+from .configs import render_all
 from .errors import BedError
 from .handle import Bed
 from .locking import file_lock
 from .memory import GIB, PeakSampler
-from .paths import HERE, Layout, cache_root
+from .paths import HERE, Layout, default_state
 from .paths import layout as current_layout
 from .settings import ADMIN_CLOUD, DEMO_CLOUD, HOST, REGION, Settings
 from .venv import ensure_venv
@@ -42,13 +44,15 @@ API_TIMEOUT = 240.0
 WORKER_TIMEOUT = 240.0
 
 
-def _lock() -> Path:
-    return cache_root() / "bed.lock"
+def bed_lock(layout: Layout) -> Path:
+    """One lock per state directory: beds with their own state do not wait
+    for each other."""
+    return layout.state.with_name(layout.state.name + ".lock")
 
 
 # -- reading a bed -----------------------------------------------------------
 
-def _load(layout: Layout) -> tuple[Settings, dict] | None:
+def load_state(layout: Layout) -> tuple[Settings, dict] | None:
     if not layout.state_file.exists():
         return None
     try:
@@ -63,25 +67,38 @@ def _handle(settings: Settings, layout: Layout, extra: dict) -> Bed:
                facts=extra.get("facts", {}))
 
 
-def service_states(settings: Settings, layout: Layout) -> dict[str, tuple[int | None, bool]]:
-    """Per service: its pid if alive, and whether it answers (APIs) or is alive."""
+def service_states(settings: Settings, layout: Layout,
+                   timeout: float = 5.0) -> dict[str, tuple[int | None, bool]]:
+    """Per service: its pid if alive, and whether it answers within
+    ``timeout`` (APIs) or is alive (workers)."""
     states = {}
     for service in services.all_services(settings, layout):
         pid = procs.running_pid(layout, service.name)
-        healthy = pid is not None and (service.url is None or procs.answers_http(service.url))
+        healthy = pid is not None and (service.url is None or
+                                       procs.answers_http(service.url, timeout))
         states[service.name] = (pid, healthy)
     return states
 
 
 def running_bed(layout: Layout) -> Bed | None:
-    """The bed, if it is up and healthy, built from this checkout's venv."""
-    loaded = _load(layout)
+    """The bed, if every one of its processes is alive and it was built from
+    this checkout's venv.
+
+    Liveness, not a quick HTTP answer, decides: another session's tests may be
+    loading a shared bed (an API then takes seconds to answer), and declaring
+    it dead would tear it down under them. Keystone must still answer within
+    a minute, since everything goes through it.
+    """
+    loaded = load_state(layout)
     if loaded is None:
         return None
     settings, extra = loaded
     if not extra.get("up") or extra.get("venv") != str(layout.venv):
         return None
-    if not all(healthy for _, healthy in service_states(settings, layout).values()):
+    names = [service.name for service in services.all_services(settings, layout)]
+    if any(procs.running_pid(layout, name) is None for name in names):
+        return None
+    if not procs.answers_http(settings.url("keystone") + "/", timeout=60):
         return None
     return _handle(settings, layout, extra)
 
@@ -100,7 +117,7 @@ class _Clock:
 def ensure_up(say: Say = print) -> tuple[Bed, bool]:
     """The running bed, or a new one; the flag says whether this call started it."""
     layout = current_layout()
-    with file_lock(_lock()):
+    with file_lock(bed_lock(layout)):
         bed = running_bed(layout)
         if bed is not None:
             return bed, False
@@ -154,7 +171,7 @@ def _fresh_state(layout: Layout, clock: _Clock) -> Settings:
     for path in (layout.etc, layout.logs, layout.run, layout.data):
         path.mkdir(parents=True, exist_ok=True)
     layout.state.chmod(0o700)
-    settings = Settings.fresh()
+    settings = Settings.fresh(layout.state, default_state())
     for name in services.api_services(settings, layout):
         if infra.reachable(settings.port(name.name)):
             raise BedError(name.name, f"port {settings.port(name.name)} on {HOST} is already in "
@@ -166,10 +183,8 @@ def _fresh_state(layout: Layout, clock: _Clock) -> Settings:
         vhost.result()
         databases.result()
     clock.step("fresh osbed_* databases in MariaDB and osbed vhost in RabbitMQ")
-    from .configs import render_all
-
     render_all(settings, layout)
-    _write_clouds_yaml(settings, layout)
+    write_clouds_yaml(settings, layout)
     for sub in ("keystone", "glance/images", "glance/staging", "glance/tasks", "nova/instances",
                 "neutron", "heat"):
         (layout.data / sub).mkdir(parents=True, exist_ok=True)
@@ -221,20 +236,20 @@ def _bring_up(settings: Settings, layout: Layout, clock: _Clock, started: list[s
     start(rest)
     procs.wait_ready([by_name[name] for name in rest if by_name[name].url], layout, API_TIMEOUT)
     clock.step("every API answers")
-    _wait_workers(layout, by_name)
+    _wait_workers(layout, settings.rabbit_vhost)
     clock.step("every RPC worker consumes its queue")
     _provision("resources", settings, layout)
     clock.step("flavors, image 'Ubuntu QCOW2', networks public/private and router1 created")
 
 
-def _wait_workers(layout: Layout, by_name: dict[str, procs.Service]) -> None:
+def _wait_workers(layout: Layout, vhost: str) -> None:
     deadline = time.monotonic() + WORKER_TIMEOUT
     waiting = dict(WORKER_QUEUES)
     while waiting:
         for name in waiting:
             if procs.running_pid(layout, name) is None:
                 raise BedError(name, "the process exited during start-up", layout.log(name))
-        consumed = infra.queues_with_consumers("osbed")
+        consumed = infra.queues_with_consumers(vhost)
         waiting = {name: queue for name, queue in waiting.items() if queue not in consumed}
         if not waiting:
             return
@@ -269,73 +284,3 @@ def _provision(phase: str, settings: Settings, layout: Layout) -> None:
             raise BedError(service, f"provisioning ({phase}): {error['reason']}",
                            layout.log(service))
     raise BedError("provision", f"provisioning ({phase}) failed (exit {result.returncode})", log)
-
-
-def _write_clouds_yaml(settings: Settings, layout: Layout) -> None:
-    def cloud(name: str, user: str, project: str, password: str) -> str:
-        return (f"  {name}:\n"
-                f"    auth:\n"
-                f"      auth_url: {settings.keystone_url}\n"
-                f"      username: {user}\n"
-                f"      password: {password}\n"
-                f"      project_name: {project}\n"
-                f"      user_domain_name: Default\n"
-                f"      project_domain_name: Default\n"
-                f"    region_name: {REGION}\n"
-                f"    interface: public\n"
-                f"    identity_api_version: 3\n")
-
-    text = ("# The faafo OpenStack test bed's clouds (written by tests/openstack/bed.py up).\n"
-            "clouds:\n"
-            + cloud(ADMIN_CLOUD, "admin", "admin", settings.admin_password)
-            + cloud(DEMO_CLOUD, "demo", "demo", settings.demo_password))
-    layout.clouds_yaml.write_text(text)
-    layout.clouds_yaml.chmod(0o600)
-
-
-# -- down and status -------------------------------------------------------------
-
-def down(say: Say = print) -> None:
-    """Stop every process of the bed, drop its databases and vhost. Logs and
-    configs stay in the state directory for a post-mortem."""
-    layout = current_layout()
-    with file_lock(_lock()):
-        loaded = _load(layout)
-        settings = loaded[0] if loaded else Settings()
-        names = [s.name for s in services.all_services(settings, layout)]
-        procs.stop_all(layout, reversed(names))
-        say("stopped the bed's processes")
-        if loaded is None:
-            say("no state file: nothing else to clean")
-            return
-        try:
-            infra.drop_databases(settings)
-            infra.delete_vhost(settings)
-            say("dropped the osbed_* databases and the osbed vhost")
-        except BedError as error:
-            say(f"could not clean the servers: {error}")
-        settings.save(layout.state_file, **{**loaded[1], "up": False})
-        say(f"logs kept in {layout.logs}")
-
-
-def status(say: Say = print) -> int:
-    """Print each service's state; exit code 0 when the bed is up and healthy."""
-    layout = current_layout()
-    loaded = _load(layout)
-    if loaded is None:
-        say(f"no bed in {layout.state}")
-        return 1
-    settings, extra = loaded
-    states = service_states(settings, layout)
-    for name, (pid, healthy) in states.items():
-        where = settings.url(name) if name in services.by_name(settings, layout) and \
-            services.by_name(settings, layout)[name].url else ""
-        say(f"{name:20} {'up' if healthy else 'DOWN':5} pid {pid or '-':<8} {where}")
-    healthy = extra.get("up") and all(ok for _, ok in states.values())
-    say(f"state: {layout.state}\nclouds.yaml: {layout.clouds_yaml} "
-        f"({ADMIN_CLOUD}, {DEMO_CLOUD})\nvenv: {extra.get('venv')}")
-    if extra.get("bring_up_seconds"):
-        say(f"last bring-up: {extra['bring_up_seconds']} s, peak "
-            f"{extra['peak_pss_bytes'] / GIB:.2f} GiB")
-    say("bed is UP" if healthy else "bed is NOT up")
-    return 0 if healthy else 1

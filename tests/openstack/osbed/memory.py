@@ -96,6 +96,3 @@ class PeakSampler:
     def machine_growth(self) -> int:
         return self.peak_used - self.baseline_used
 
-
-def current_pss(pids) -> int:
-    return sum(pss_bytes(pid) for pid in pids)

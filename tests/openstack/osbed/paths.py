@@ -101,11 +101,15 @@ class Layout:
         return self.run / f"{service}.pid"
 
 
+def default_state() -> Path:
+    return cache_root() / "state"
+
+
 def layout() -> Layout:
     """The layout for this checkout; ``FAAFO_OPENSTACK_STATE`` moves the state."""
     root = cache_root()
     state = os.environ.get("FAAFO_OPENSTACK_STATE")
     return Layout(
         venv=root / f"venv-{venv_key()}",
-        state=Path(state).expanduser() if state else root / "state",
+        state=Path(state).expanduser() if state else default_state(),
     )

@@ -156,23 +156,26 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_group(pgid: int, grace: float = 20.0) -> None:
-    """SIGTERM the process group, SIGKILL what is left after ``grace``."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def stop_groups(pgids: Iterable[int], grace: float = 15.0) -> None:
+    """SIGTERM the process groups all at once (their graceful shutdowns take
+    3 to 14 s each, so one after the other would take a minute), then SIGKILL
+    whatever is left after ``grace``."""
+    pending = set()
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+            pending.add(pgid)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        _reap(pgid)
-        if not _group_alive(pgid):
-            return
+    while pending and time.monotonic() < deadline:
+        for pgid in list(pending):
+            _reap(pgid)
+            if not _group_alive(pgid):
+                pending.discard(pgid)
         time.sleep(0.2)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    _reap(pgid)
+    for pgid in pending:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        _reap(pgid)
 
 
 def _reap(pid: int) -> None:
@@ -199,20 +202,23 @@ def stray_processes(layout: Layout, sessions: set[int]) -> list[int]:
 def stop_all(layout: Layout, names: Iterable[str]) -> None:
     """Stop the named services (leaders and their groups), then any stray
     process of this bed."""
-    sessions = set()
+    names = list(names)
+    sessions, leaders = set(), []
     for name in names:
         recorded = read_pid(layout, name)
         if recorded is not None:
             sessions.add(recorded[0])
         pid = running_pid(layout, name)
         if pid is not None:
-            stop_group(pid)  # a session leader: its pid is its group's id
+            leaders.append(pid)  # a session leader: its pid is its group's id
+    stop_groups(leaders)
+    for name in names:
         layout.pid_file(name).unlink(missing_ok=True)
-    for pid in stray_processes(layout, sessions):
-        pgid = _pgid_of(pid)
-        if pgid is not None and pgid != os.getpgid(0):
-            stop_group(pgid, grace=5.0)
-        else:
+    strays = stray_processes(layout, sessions)
+    groups = {_pgid_of(pid) for pid in strays} - {None, os.getpgid(0)}
+    stop_groups([pgid for pgid in groups if pgid is not None], grace=5.0)
+    for pid in strays:
+        if _pgid_of(pid) == os.getpgid(0):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -8,7 +8,9 @@ connections alive (keystoneauth, openstacksdk) then meet resets.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 
 from .paths import Layout
 from .procs import Service
@@ -20,7 +22,8 @@ _APIS = (
     ("placement", "placement.wsgi.api:application", 1),
     ("glance", "glance.wsgi.api:application", 1),
     ("nova-api", "nova.wsgi.osapi_compute:application", 1),
-    ("neutron-api", "neutron.wsgi.api:application", 1),
+    # Everyone calls neutron (nova for ports, heat, the tests): two workers.
+    ("neutron-api", "neutron.wsgi.api:application", 2),
     ("heat-api", "heat.wsgi.api:application", 1),
     ("heat-api-cfn", "heat.wsgi.cfn:application", 1),
 )
@@ -100,8 +103,9 @@ def setup_chains(settings: Settings, layout: Layout) -> dict[str, list[list[str]
     nova = ["--config-file", str(etc / "nova" / "nova.conf")]
     neutron = ["--config-file", str(etc / "neutron" / "neutron.conf"),
                "--config-file", str(etc / "neutron" / "ml2_conf.ini")]
-    user = os.environ.get("USER") or "root"
-    owner = ["--keystone-user", user, "--keystone-group", user]
+    # keystone-manage chowns its key repositories to these: whoever runs us.
+    owner = ["--keystone-user", pwd.getpwuid(os.getuid()).pw_name,
+             "--keystone-group", grp.getgrgid(os.getgid()).gr_name]
     return {
         "keystone": [
             [str(b / "keystone-manage"), *keystone, "db_sync"],
@@ -109,9 +113,11 @@ def setup_chains(settings: Settings, layout: Layout) -> dict[str, list[list[str]
             [str(b / "keystone-manage"), *keystone, "credential_setup", *owner],
             [str(b / "keystone-manage"), *keystone, "bootstrap",
              "--bootstrap-password", settings.admin_password,
-             "--bootstrap-admin-url", settings.keystone_url,
-             "--bootstrap-internal-url", settings.keystone_url,
-             "--bootstrap-public-url", settings.keystone_url,
+             # The catalog holds keystone unversioned, as clients and heat's
+             # ec2token (which appends /v3/ec2tokens) expect.
+             "--bootstrap-admin-url", settings.url("keystone"),
+             "--bootstrap-internal-url", settings.url("keystone"),
+             "--bootstrap-public-url", settings.url("keystone"),
              "--bootstrap-region-id", REGION],
         ],
         "placement": [

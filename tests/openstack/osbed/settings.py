@@ -4,6 +4,7 @@ same values the services were configured with."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -15,7 +16,9 @@ DEFAULT_PORT_BASE = 28770
 REGION = "RegionOne"
 
 #: Every resource on this machine's shared servers carries this prefix, so
-#: nothing collides with the app's own tests (which use ``faafo_``).
+#: nothing collides with the app's own tests (which use ``faafo_``). A bed
+#: with a state directory of its own (FAAFO_OPENSTACK_STATE) adds a tag
+#: derived from it, so two beds on one machine never share a database.
 PREFIX = "osbed"
 
 #: API services, in port order from the base port.
@@ -37,6 +40,7 @@ def _password() -> str:
 @dataclass
 class Settings:
     port_base: int = DEFAULT_PORT_BASE
+    prefix: str = PREFIX
     db_password: str = field(default_factory=_password)
     rabbit_password: str = field(default_factory=_password)
     service_password: str = field(default_factory=_password)
@@ -44,9 +48,12 @@ class Settings:
     demo_password: str = field(default_factory=_password)
 
     @classmethod
-    def fresh(cls) -> Settings:
+    def fresh(cls, state: Path, default_state: Path) -> Settings:
         base = int(os.environ.get("FAAFO_OPENSTACK_PORT_BASE", DEFAULT_PORT_BASE))
-        return cls(port_base=base)
+        prefix = PREFIX
+        if state.resolve() != default_state.resolve():
+            prefix += hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:6]
+        return cls(port_base=base, prefix=prefix)
 
     # -- derived values ---------------------------------------------------
     def port(self, service: str) -> int:
@@ -61,11 +68,11 @@ class Settings:
 
     @property
     def rabbit_user(self) -> str:
-        return PREFIX
+        return self.prefix
 
     @property
     def rabbit_vhost(self) -> str:
-        return PREFIX
+        return self.prefix
 
     @property
     def transport_url(self) -> str:
@@ -73,11 +80,10 @@ class Settings:
 
     @property
     def db_user(self) -> str:
-        return PREFIX
+        return self.prefix
 
-    @staticmethod
-    def database(name: str) -> str:
-        return f"{PREFIX}_{name}"
+    def database(self, name: str) -> str:
+        return f"{self.prefix}_{name}"
 
     def db_url(self, name: str) -> str:
         return (f"mysql+pymysql://{self.db_user}:{self.db_password}@{HOST}:3306/"
@@ -86,7 +92,7 @@ class Settings:
     def endpoints(self) -> dict[str, str]:
         """The catalog's public URLs by service type (what a client sees)."""
         return {
-            "identity": self.keystone_url,
+            "identity": self.url("keystone"),
             "placement": self.url("placement"),
             "image": self.url("glance"),
             "compute": self.url("nova-api") + "/v2.1",
