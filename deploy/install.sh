@@ -365,6 +365,7 @@ install_messaging() {
     vhost=$(echo "$parts" | sed -n 6p); [ "$vhost" != "-" ] || vhost=/
     if [ -z "$user" ] || [ -z "$password" ]; then die "-m must name a user and a password"; fi
     [ "$user" != guest ] || die "-m: give faafo its own RabbitMQ user, not guest"
+    case "$password" in -*) die "-m: the password must not start with '-' (rabbitmqctl reads it as an option)" ;; esac
     apt_install rabbitmq-server
     if [ "$SUPERVISOR" = systemd ]; then
         systemctl enable --now rabbitmq-server >/dev/null

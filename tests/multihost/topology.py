@@ -120,10 +120,11 @@ class Topology:
     def __init__(self, workdir: Path, tag: str | None = None) -> None:
         self.workdir = workdir
         self.network = Network(workdir / "hosts", tag)
-        self.mq_password = secrets.token_urlsafe(12)
-        self.db_password = secrets.token_urlsafe(12)
-        self.client_token = secrets.token_urlsafe(16)
-        self.worker_token = secrets.token_urlsafe(16)
+        # Hex: URL-safe, and never starting with "-" (rabbitmqctl would read an option).
+        self.mq_password = secrets.token_hex(12)
+        self.db_password = secrets.token_hex(12)
+        self.client_token = secrets.token_hex(16)
+        self.worker_token = secrets.token_hex(16)
         self.apis = 2
         self.workers: list[str] = []
         self._agents: dict[str, Agent] = {}
