@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from support.faults import small_task
-from support.processes import Service, free_port, wait_http
+from support.processes import Service, start_api
 
 MAX_PIXELS = 250_000
 MAX_ITERATIONS = 2_000
@@ -49,33 +49,21 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[Api]:
     base = tmp_path_factory.mktemp("limits")
-    port = free_port()
-    service = Service(
+    service, port, url = start_api(
         "api-limits",
-        "faafo.api.main",
-        [
-            "--data-dir",
-            str(base / "data"),
-            "--listen-address",
-            "127.0.0.1",
-            "--bind-port",
-            str(port),
-            "--max-pixels",
-            str(MAX_PIXELS),
-            "--max-iterations",
-            str(MAX_ITERATIONS),
-            "--max-tasks-per-request",
-            str(MAX_TASKS),
-            "--max-request-bytes",
-            str(MAX_REQUEST),
-            "--max-upload-bytes",
-            str(MAX_UPLOAD),
-        ],
         base,
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+        "--max-pixels",
+        str(MAX_PIXELS),
+        "--max-iterations",
+        str(MAX_ITERATIONS),
+        "--max-tasks-per-request",
+        str(MAX_TASKS),
+        "--max-request-bytes",
+        str(MAX_REQUEST),
+        "--max-upload-bytes",
+        str(MAX_UPLOAD),
+    )
     try:
-        wait_http(url + "/readyz", services=[service])
         yield Api(url, port, service)
     finally:
         service.stop()

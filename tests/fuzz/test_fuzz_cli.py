@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support.processes import Service, free_port, wait_http
+from support.processes import free_port, start_api
 
 CLIENT_TOKEN = "client-" + uuidlib.uuid4().hex
 WORKER_TOKEN = "worker-" + uuidlib.uuid4().hex
@@ -50,27 +50,15 @@ def tiny_png() -> bytes:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[Api]:
     base = tmp_path_factory.mktemp("cli")
-    port = free_port()
-    service = Service(
+    service, port, url = start_api(
         "api-cli",
-        "faafo.api.main",
-        [
-            "--data-dir",
-            str(base / "data"),
-            "--listen-address",
-            "127.0.0.1",
-            "--bind-port",
-            str(port),
-            "--client-token",
-            CLIENT_TOKEN,
-            "--worker-token",
-            WORKER_TOKEN,
-        ],
         base,
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+        "--client-token",
+        CLIENT_TOKEN,
+        "--worker-token",
+        WORKER_TOKEN,
+    )
     try:
-        wait_http(url + "/readyz", services=[service])
         client = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
         task = {"width": 4, "height": 3, "iterations": 8, "xa": -1, "xb": 1, "ya": -1, "yb": 1}
         queued, done = (

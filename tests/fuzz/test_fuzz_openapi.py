@@ -16,7 +16,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
-from support.processes import Service, free_port, wait_http
+from support.processes import Service, start_api
 
 try:
     import schemathesis
@@ -44,28 +44,16 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[Api]:
     base = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    service = Service(
+    service, _port, url = start_api(
         "api-fuzz",
-        "faafo.api.main",
-        [
-            "--data-dir",
-            str(base / "data"),
-            "--listen-address",
-            "127.0.0.1",
-            "--bind-port",
-            str(port),
-            # Small enough that fuzzed tasks cost nothing; the limits have their own tests.
-            "--max-pixels",
-            "1000000",
-            "--max-iterations",
-            "1000",
-        ],
         base,
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+        # Small enough that fuzzed tasks cost nothing; the limits have their own tests.
+        "--max-pixels",
+        "1000000",
+        "--max-iterations",
+        "1000",
+    )
     try:
-        wait_http(url + "/readyz", services=[service])
         yield Api(url, service)
         assert service.alive(), "the API survived the fuzzing"
     finally:

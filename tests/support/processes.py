@@ -102,3 +102,32 @@ def wait_until(
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def start_api(name: str, base: Path, *options: str) -> tuple[Service, int, str]:
+    """A ``faafo-api`` process on a free loopback port with its data under ``base``, ready.
+
+    Returns the service, its port and its URL; the caller stops it.
+    """
+    port = free_port()
+    service = Service(
+        name,
+        "faafo.api.main",
+        [
+            "--data-dir",
+            str(base / "data"),
+            "--listen-address",
+            "127.0.0.1",
+            "--bind-port",
+            str(port),
+            *options,
+        ],
+        base,
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/readyz", services=[service])
+    except BaseException:
+        service.stop()
+        raise
+    return service, port, url
