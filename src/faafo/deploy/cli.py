@@ -29,7 +29,9 @@ DEFAULTS: dict[str, Any] = {
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``deploy`` and its three sub-commands."""
     deploy = commands.add_parser(
-        "deploy", help="deploy faafo to OpenStack", description=__doc__.splitlines()[0]
+        "deploy",
+        help="deploy faafo to OpenStack",
+        description="Deploy faafo to OpenStack: aio, split or scaled, directly or with Heat.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--os-cloud", help="the clouds.yaml entry (env OS_CLOUD)")
@@ -123,7 +125,7 @@ def _up(conn: Any, args: argparse.Namespace, console: Any) -> int:
         deployment.say = say
         if state.heat:
             found = deployment.preflight()
-            key = deployment._keypair(found["key"])
+            key = deployment.keypair(found["key"])
             if key is None:
                 raise DeployError("--heat needs --key-file (the templates take a key pair)")
             stack = heat.up(conn, state, key, wait=args.timeout, say=say)

@@ -123,7 +123,7 @@ class Deployment:
     def _up(self, wait: float) -> Created:
         found = self.preflight()
         p = plan(self.state.topology, self.state.apis, self.state.workers)
-        key_name = self._keypair(found["key"])
+        key_name = self.keypair(found["key"])
         group_ids = self._groups(p)
         wanted = {s.name for s in p.servers}
         self._remove_surplus(wanted)
@@ -164,7 +164,7 @@ class Deployment:
                 self._floating_ip(ports[server.name], found["external"])
         return self.changes
 
-    def _keypair(self, public_key: str | None) -> str | None:
+    def keypair(self, public_key: str | None) -> str | None:
         if public_key is None:
             return None
         name = f"{self.name}-key"

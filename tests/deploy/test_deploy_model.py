@@ -1,0 +1,240 @@
+"""Fast checks of faafo deploy without a cloud: the model, the user data, the templates.
+
+The security groups are compared with the seed's table written out here by
+hand (faafo-v1.md, "Topologies"), not with the code's own constants, so that a
+change to the model has to be a change to this table too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faafo.deploy.roles import roles
+from faafo.deploy.state import State, load
+from faafo.deploy.topology import Rule, groups, plan
+from faafo.deploy.userdata import install_script_path, render
+
+REPO = Path(__file__).resolve().parents[2]
+HEAT = REPO / "deploy" / "heat"
+
+# (group, port, remote group or None for anywhere)
+SEED = {
+    "aio": {("aio", 22, None), ("aio", 80, None)},
+    "split": {
+        ("control", 22, None),
+        ("control", 80, None),
+        ("control", 5672, "worker"),
+        ("worker", 22, None),
+    },
+    "scaled": {
+        ("services", 22, None),
+        ("services", 3306, "api"),
+        ("services", 5672, "worker"),
+        ("services", 5672, "api"),
+        ("api", 22, None),
+        ("api", 80, None),
+        ("worker", 22, None),
+        ("lb", 22, None),
+        ("lb", 80, None),
+    },
+}
+
+
+def _flat(topology: str) -> set[tuple[str, int, str | None]]:
+    return {(g.name, r.port, r.remote_group) for g in groups(topology) for r in g.rules}
+
+
+@pytest.mark.parametrize("topology", sorted(SEED))
+def test_security_groups_are_the_seeds(topology: str) -> None:
+    assert _flat(topology) == SEED[topology]
+
+
+def test_scaled_plan_servers_and_public_addresses() -> None:
+    p = plan("scaled", apis=2, workers=3)
+    assert [s.name for s in p.servers] == [
+        "services",
+        "api-1",
+        "api-2",
+        "worker-1",
+        "worker-2",
+        "worker-3",
+        "lb",
+    ]
+    assert [s.name for s in p.servers if s.public] == ["lb"]
+    assert all(not s.public for s in p.servers if s.kind == "worker")
+
+
+def _state(topology: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> State:
+    monkeypatch.setenv("FAAFO_DEPLOY_STATE", str(tmp_path / "state"))
+    return State(name="t", topology=topology, workers=2)
+
+
+ADDRESSES = {
+    "services": "10.0.0.2",
+    "api-1": "10.0.0.11",
+    "api-2": "10.0.0.12",
+    "controller": "10.0.0.5",
+    "lb": "10.0.0.9",
+    "app": "10.0.0.3",
+    "worker-1": "10.0.0.21",
+    "worker-2": "10.0.0.22",
+}
+
+
+def _decode(user_data: str) -> dict:
+    assert user_data.startswith("#cloud-config\n")
+    return yaml.safe_load(user_data)
+
+
+@pytest.mark.parametrize("topology", ["aio", "split", "scaled"])
+def test_user_data_embeds_install_sh_and_keeps_secrets_off_the_command_line(
+    topology: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = _state(topology, tmp_path, monkeypatch)
+    p = plan(topology, 2, 2)
+    by_name = roles(p, ADDRESSES, state)
+    script = install_script_path().read_text()
+    secrets = [
+        state.secrets.broker_password,
+        state.secrets.database_password,
+        state.secrets.client_token,
+        state.secrets.worker_token,
+    ]
+    for server in p.servers:
+        doc = _decode(render(by_name[server.name]))
+        embedded, env = doc["write_files"]
+        assert base64.b64decode(embedded["content"]).decode() == script  # the same script
+        assert env["permissions"] == "0600"
+        command = json.dumps(doc["runcmd"])
+        assert not any(s in command for s in secrets)
+        for flag in server.install:
+            assert f"-i {flag}" in command
+        for role in server.roles:
+            assert f"-r {role}" in command
+        if "FAAFO_TRANSPORT_URL" in env["content"]:
+            assert "amqp://faafo:" in env["content"] and "guest" not in env["content"]
+
+
+def test_scaled_urls_point_workers_at_both_apis(tmp_path: Path, monkeypatch) -> None:
+    state = _state("scaled", tmp_path, monkeypatch)
+    r = roles(plan("scaled", 2, 1), ADDRESSES, state)
+    assert r["worker-1"].env["FAAFO_ENDPOINT_URL"] == "http://10.0.0.11:80,http://10.0.0.12:80"
+    assert "@10.0.0.2:5672/faafo" in r["worker-1"].env["FAAFO_TRANSPORT_URL"]
+    assert r["api-1"].env["FAAFO_DATABASE_URL"].startswith("mysql+pymysql://faafo:")
+    assert "FAAFO_DATABASE_URL" not in r["worker-1"].env
+    assert r["lb"].backends == "10.0.0.11:80,10.0.0.12:80"
+
+
+def test_user_data_passes_cloud_init_schema(tmp_path: Path, monkeypatch) -> None:
+    if shutil.which("cloud-init") is None:
+        if os.environ.get("FAAFO_REQUIRE_SERVERS") == "1":
+            pytest.fail("cloud-init is not installed (apt-get install cloud-init)")
+        pytest.skip("cloud-init is not installed (apt-get install cloud-init)")
+    state = _state("scaled", tmp_path, monkeypatch)
+    p = plan("scaled", 2, 1)
+    for name, role in roles(p, ADDRESSES, state).items():
+        path = tmp_path / f"{name}.cfg"
+        path.write_text(render(role))
+        result = subprocess.run(
+            ["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Valid cloud-config" in result.stdout
+
+
+def test_state_file_is_private_and_secrets_hidden(tmp_path: Path, monkeypatch) -> None:
+    state = _state("aio", tmp_path, monkeypatch)
+    state.save()
+    assert stat.S_IMODE(state.path.stat().st_mode) == 0o600
+    assert state.secrets.broker_password not in repr(state)
+    again = load("t", None)
+    assert again is not None and again.secrets.broker_password == state.secrets.broker_password
+
+
+# ---------------------------------------------------------------- Heat templates
+
+
+def _template(topology: str) -> dict:
+    return yaml.safe_load((HEAT / f"{topology}.yaml").read_text())
+
+
+def _template_rules(template: dict) -> set[tuple[str, int, str | None]]:
+    """The template's security group rules, named like the model's groups."""
+    short = {
+        "group": "aio",
+        "control_group": "control",
+        "worker_group": "worker",
+        "api_group": "api",
+        "services_group": "services",
+        "lb_group": "lb",
+    }
+    out = set()
+    for name, res in template["resources"].items():
+        if res["type"] != "OS::Neutron::SecurityGroup":
+            continue
+        for rule in res["properties"]["rules"]:
+            assert rule["protocol"] == "tcp"
+            assert rule["port_range_min"] == rule["port_range_max"]
+            remote = rule.get("remote_group_id")
+            out.add(
+                (
+                    short[name],
+                    rule["port_range_min"],
+                    short[remote["get_resource"]] if remote else None,
+                )
+            )
+            if remote is None:
+                assert rule["remote_ip_prefix"] == "0.0.0.0/0"
+    return out
+
+
+@pytest.mark.parametrize("topology", ["aio", "split", "scaled"])
+def test_heat_templates_parse_and_match_the_model(topology: str) -> None:
+    t = _template(topology)
+    assert str(t["heat_template_version"]) == "2021-04-16"
+    params = set(t["parameters"])
+    assert {"image", "flavor", "key_name", "network"} <= params
+    if topology != "aio":
+        assert "worker_count" in params
+    types = [r["type"] for r in t["resources"].values()]
+    assert "OS::Heat::WaitConditionHandle" in types and "OS::Heat::WaitCondition" in types
+    assert "app_url" in t["outputs"]
+    assert _template_rules(t) == SEED[topology]
+
+
+def test_scaled_template_autoscales_with_signal_urls() -> None:
+    t = _template("scaled")
+    res = t["resources"]
+    assert res["workers"]["type"] == "OS::Heat::AutoScalingGroup"
+    adjust = sorted(
+        r["properties"]["scaling_adjustment"]
+        for r in res.values()
+        if r["type"] == "OS::Heat::ScalingPolicy"
+    )
+    assert adjust == [-1, 1]
+    assert {"scale_up_url", "scale_down_url"} <= set(t["outputs"])
+
+
+@pytest.mark.parametrize("topology", ["aio", "split", "scaled"])
+def test_heat_templates_embed_install_sh_itself(topology: str) -> None:
+    from openstack.orchestration.util import template_utils
+
+    files, _template_body = template_utils.get_template_contents(
+        template_file=str(HEAT / f"{topology}.yaml")
+    )
+    [(url, content)] = files.items()
+    assert url.endswith("/deploy/install.sh")
+    assert content == install_script_path().read_text()
+
+
+def test_rule_default_is_from_anywhere() -> None:
+    assert Rule(22).remote_group is None
