@@ -246,12 +246,55 @@ def test_openapi_docs_health(client):
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
 
 
-def test_a_replayed_create_is_not_a_conflict(client):
+def test_a_retried_create_with_its_idempotency_key_gets_the_original_answer(client):
     """A retried POST (lost answer, load balancer retry) must not create twice or fail."""
     chosen = str(uuidlib.uuid4())
-    first = client.post("/v1/fractal", json=[task(uuid=chosen, batch="b1")])
-    again = client.post("/v1/fractal", json=[task(uuid=chosen, batch="b1")])
+    key = {"Idempotency-Key": str(uuidlib.uuid4())}
+    first = client.post("/v1/fractal", json=[task(uuid=chosen, batch="b1")], headers=key)
+    again = client.post("/v1/fractal", json=[task(uuid=chosen, batch="b1")], headers=key)
     assert first.status_code == again.status_code == 201
     assert again.json()["objects"][0]["seed"] == first.json()["objects"][0]["seed"]
     assert client.get("/v1/fractal").json()["num_results"] == 1
-    assert client.post("/v1/fractal", json=task(uuid=chosen, batch="b1", seed=5)).status_code == 409
+
+
+def test_server_chosen_uuids_come_back_on_a_retry(client):
+    key = {"Idempotency-Key": "retry-me"}
+    body = [task(), task(kind="mandelbrot")]
+    first = client.post("/v1/fractal", json=body, headers=key).json()["objects"]
+    again = client.post("/v1/fractal", json=body, headers=key).json()["objects"]
+    assert [o["uuid"] for o in again] == [o["uuid"] for o in first]
+    assert client.get("/v1/fractal").json()["num_results"] == 2
+    single = client.post("/v1/fractal", json=task(), headers={"Idempotency-Key": "one"})
+    replay = client.post("/v1/fractal", json=task(), headers={"Idempotency-Key": "one"})
+    assert replay.status_code == 201 and replay.json()["uuid"] == single.json()["uuid"]
+    assert replay.headers["location"] == single.headers["location"]
+
+
+def test_an_existing_uuid_without_a_matching_key_is_409(client):
+    chosen = str(uuidlib.uuid4())
+    key = {"Idempotency-Key": str(uuidlib.uuid4())}
+    assert client.post("/v1/fractal", json=task(uuid=chosen), headers=key).status_code == 201
+    same_body_no_key = client.post("/v1/fractal", json=task(uuid=chosen))
+    assert same_body_no_key.status_code == 409
+    assert chosen in same_body_no_key.json()["message"]
+    other_key = client.post(
+        "/v1/fractal", json=task(uuid=chosen), headers={"Idempotency-Key": "another"}
+    )
+    assert other_key.status_code == 409
+
+
+def test_an_idempotency_key_reused_for_another_body_is_422(client):
+    key = {"Idempotency-Key": "k1"}
+    assert client.post("/v1/fractal", json=task(width=8), headers=key).status_code == 201
+    response = client.post("/v1/fractal", json=task(width=9), headers=key)
+    assert response.status_code == 422
+    assert "Idempotency-Key was already used" in response.json()["message"]
+    assert client.get("/v1/fractal").json()["num_results"] == 1
+
+
+def test_a_retry_after_its_tasks_were_deleted_is_409(client):
+    key = {"Idempotency-Key": "k2"}
+    uuid = client.post("/v1/fractal", json=task(), headers=key).json()["uuid"]
+    assert client.delete(f"/v1/fractal/{uuid}").status_code == 204
+    response = client.post("/v1/fractal", json=task(), headers=key)
+    assert response.status_code == 409 and "deleted since" in response.json()["message"]

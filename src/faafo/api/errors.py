@@ -1,7 +1,9 @@
 """Errors as values at the edge: every failure is JSON ``{"code", "message"}``.
 
 Validation problems are 422 with one readable sentence plus the details; a
-database or queue that is down is 503 (retry later), never a 500 traceback.
+database or queue that is down, or a connection pool with no free connection,
+is 503 (retry later), never a 500 traceback. A uniqueness violation (two API
+processes inserting the same uuid at once) is a conflict, 409.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faafo.api.services import InvalidTask
 from faafo.store.fractals import DuplicateTask
+from faafo.store.idempotency import KeyReused, ReplayGone
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +78,21 @@ def install(app: FastAPI) -> None:
         return problem(422, str(error))
 
     @app.exception_handler(DuplicateTask)
-    async def _duplicate(_: Request, error: DuplicateTask) -> JSONResponse:
+    @app.exception_handler(ReplayGone)
+    async def _duplicate(_: Request, error: Exception) -> JSONResponse:
         return problem(409, str(error))
+
+    @app.exception_handler(KeyReused)
+    async def _key_reused(_: Request, error: KeyReused) -> JSONResponse:
+        return problem(422, str(error))
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_: Request, error: IntegrityError) -> JSONResponse:
+        # The routes turn the races they know into DuplicateTask; this is the net
+        # under any other: a unique or foreign key violation is the client's
+        # conflict with a concurrent change, not a database outage.
+        log.info("integrity error: %s", error.__class__.__name__, exc_info=True)
+        return problem(409, "the request conflicts with a concurrent change; reload and retry")
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
@@ -87,5 +104,14 @@ def install(app: FastAPI) -> None:
     async def _database_down(_: Request, error: DBAPIError) -> JSONResponse:
         log.warning("database error: %s", error.__class__.__name__, exc_info=True)
         response = problem(503, "database unavailable, try again shortly")
+        response.headers["Retry-After"] = "2"
+        return response
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, error: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed busy for the whole pool timeout: overload,
+        # not a fault of the request. Clients and workers retry after a moment.
+        log.warning("no free database connection: %s", error)
+        response = problem(503, "database busy (no free connection), try again shortly")
         response.headers["Retry-After"] = "2"
         return response

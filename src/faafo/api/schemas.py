@@ -7,11 +7,26 @@ import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
+# Strict: JSON true/false must not pass as 1/0, nor "8" as 8 (the original's clients
+# send plain JSON numbers). A strict float still takes a JSON integer.
+Pixels = Annotated[int, Strict(), Field(ge=1, description="pixels")]
 # JSON allows NaN/Infinity through Python's parser: refuse them explicitly.
-Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
-Constant = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+Coordinate = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
+Constant = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
+Text = Annotated[str, Strict()]
+
+
+def canonical_uuid(text: str) -> str | None:
+    """The lower-case hyphenated form of a UUID (as stored); None if ``text`` is no UUID.
+
+    Accepts what :class:`uuid.UUID` accepts: any case, with or without hyphens or braces.
+    """
+    try:
+        return str(uuidlib.UUID(text))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 class TaskCreate(BaseModel):
@@ -19,30 +34,32 @@ class TaskCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    uuid: str | None = Field(None, description="client-chosen id (a UUID)")
-    width: int = Field(..., ge=1, description="pixels")
-    height: int = Field(..., ge=1, description="pixels")
-    iterations: int = Field(..., ge=1, description="maximum escape iterations")
+    uuid: Text | None = Field(None, description="client-chosen id (a UUID)")
+    width: Pixels
+    height: Pixels
+    iterations: Annotated[int, Strict()] = Field(..., ge=1, description="maximum escape iterations")
     xa: Coordinate
     xb: Coordinate
     ya: Coordinate
     yb: Coordinate
-    kind: str = Field("julia", description="julia or mandelbrot")
-    palette: str = Field("faafo", description="colour palette")
+    kind: Text = Field("julia", description="julia or mandelbrot")
+    palette: Text = Field("faafo", description="colour palette")
     c_real: Constant | None = Field(None, description="Julia constant, real part")
     c_imag: Constant | None = Field(None, description="Julia constant, imaginary part")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="chooses c reproducibly")
-    batch: str | None = Field(None, max_length=36, description="groups tasks for progress")
+    seed: Annotated[int, Strict()] | None = Field(
+        None, ge=0, le=2**63 - 1, description="chooses c reproducibly (Julia sets only)"
+    )
+    batch: Text | None = Field(None, max_length=36, description="groups tasks for progress")
 
     @field_validator("uuid")
     @classmethod
     def _well_formed_uuid(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            return str(uuidlib.UUID(value))
-        except ValueError:
-            raise ValueError("uuid must be a well-formed UUID") from None
+        canonical = canonical_uuid(value)
+        if canonical is None:
+            raise ValueError("uuid must be a well-formed UUID")
+        return canonical
 
     @model_validator(mode="after")
     def _window_and_constant(self) -> TaskCreate:
@@ -50,8 +67,15 @@ class TaskCreate(BaseModel):
             raise ValueError("xa and xb must differ")
         if self.ya == self.yb:
             raise ValueError("ya and yb must differ")
+        has_c = self.c_real is not None or self.c_imag is not None
         if (self.c_real is None) != (self.c_imag is None):
             raise ValueError("give both c_real and c_imag, or neither")
+        # The same refusals as ``faafo render``: a seed only chooses c, and a
+        # Mandelbrot set has no constant (c is each pixel).
+        if has_c and self.seed is not None:
+            raise ValueError("give either c_real/c_imag or seed, not both")
+        if self.kind == "mandelbrot" and (has_c or self.seed is not None):
+            raise ValueError("c_real/c_imag and seed apply to kind julia only")
         return self
 
 

@@ -10,6 +10,13 @@ KINDS: tuple[str, ...] = ("julia", "mandelbrot")
 PALETTES: tuple[str, ...] = ("faafo", "ultra", "fire", "ocean")
 # Escape counts are stored as int32.
 MAX_ITERATIONS = 2**31 - 1
+# The widest (or tallest) image anything here will attempt. Rendering holds a few
+# rows of escape counts, colours and PNG scanlines at once (about 23 bytes per pixel
+# of a row), so a side of 2**20 still fits in a few tens of MiB, where a side of
+# 3 000 000 000 asked for tens of GiB before the first pixel.
+MAX_SIDE = 2**20
+# Seeds the API accepts (a signed 64-bit column); never negative.
+MAX_SEED = 2**63 - 1
 
 
 def _int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -56,8 +63,8 @@ class FractalSpec:
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
-        fix(self, "width", _int("width", self.width, 1))
-        fix(self, "height", _int("height", self.height, 1))
+        fix(self, "width", _int("width", self.width, 1, MAX_SIDE))
+        fix(self, "height", _int("height", self.height, 1, MAX_SIDE))
         fix(self, "iterations", _int("iterations", self.iterations, 0, MAX_ITERATIONS))
         for name in ("xa", "xb", "ya", "yb"):
             fix(self, name, _float(name, getattr(self, name)))
@@ -73,6 +80,5 @@ class FractalSpec:
                 raise ValueError(f"c must be finite, got {c}")
             fix(self, "c", c)
         if self.seed is not None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
-                raise ValueError(f"seed must be an integer, got {self.seed!r}")
-            fix(self, "seed", int(self.seed))
+            # random.Random(-s) draws what Random(s) draws: a negative seed would alias.
+            fix(self, "seed", _int("seed", self.seed, 0, MAX_SEED))

@@ -11,6 +11,15 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# FastAPI runs every sync route, and every run_in_threadpool call, on anyio's worker
+# threads: 40 by default. Each may hold a database connection, and so may the
+# reconciler and image downloads streaming their chunks. A pool smaller than that
+# makes requests queue for a connection and, after the pool timeout, fail; so
+# every back end gets room for all of them.
+REQUEST_THREADS = 40
+MAX_CONNECTIONS = REQUEST_THREADS + 8
+_KEPT_OPEN = 10  # connections kept in the pool when idle; the rest close after use
+
 
 @dataclass
 class Database:
@@ -60,12 +69,29 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def connect(url: str, *, echo: bool = False) -> Database:
-    """Open (lazily) the database at ``url``; SQLite files get their directory created."""
+def connect(
+    url: str,
+    *,
+    echo: bool = False,
+    max_connections: int = MAX_CONNECTIONS,
+    pool_timeout: float = 30.0,
+) -> Database:
+    """Open (lazily) the database at ``url``; SQLite files get their directory created.
+
+    At most ``max_connections`` are open at once; a caller that finds none free
+    for ``pool_timeout`` seconds gets ``sqlalchemy.exc.TimeoutError`` (the API
+    answers 503).
+    """
     parsed = make_url(url)
     kwargs: dict = {"echo": echo, "future": True}
+    in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    if not in_memory:
+        kept = min(_KEPT_OPEN, max_connections)
+        kwargs.update(
+            pool_size=kept, max_overflow=max_connections - kept, pool_timeout=pool_timeout
+        )
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if not in_memory:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {
             "timeout": 30,
@@ -74,7 +100,7 @@ def connect(url: str, *, echo: bool = False) -> Database:
         }
     else:
         # Survive a database restart: test each pooled connection before use.
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=3600)
+        kwargs.update(pool_pre_ping=True, pool_recycle=3600)
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         _tune_sqlite(engine)

@@ -8,11 +8,23 @@ messages can race on the same task and still leave exactly one outcome.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Double, LargeBinary, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    LargeBinary,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from faafo.store.models import (
@@ -47,70 +59,68 @@ class DuplicateTask(Exception):
         self.uuids = uuids
 
 
-_TASK_FIELDS = (
-    "width",
-    "height",
-    "iterations",
-    "xa",
-    "xb",
-    "ya",
-    "yb",
-    "kind",
-    "palette",
-    "c_real",
-    "c_imag",
-    "batch",
-)
+def insert_tasks(session: Session, rows: list[dict], now: datetime) -> list[dict]:
+    """Insert new queued tasks in one statement; returns the rows inserted.
 
-
-def insert_tasks(
-    session: Session, rows: list[dict], now: datetime, server_seeded: frozenset[str] = frozenset()
-) -> list[dict]:
-    """Insert new queued tasks in one statement; returns the rows actually inserted.
-
-    A uuid that exists already with exactly the same parameters is a replay
-    of the same request (a client or load balancer retrying after a lost
-    answer): it is skipped, not an error. A uuid reused for a different task
-    is refused. ``server_seeded``: uuids whose seed the API drew, not the client.
+    A uuid given twice, or one that exists already, is refused (:class:`DuplicateTask`)
+    and nothing is inserted. A retried request is recognised by its
+    ``Idempotency-Key`` instead (see ``faafo.store.idempotency``), never by
+    comparing parameters. Two sessions inserting the same new uuid at once both
+    pass the check; the second then fails on the primary key (IntegrityError),
+    which the caller turns into the same DuplicateTask.
     """
     uuids = [row["uuid"] for row in rows]
     seen: set[str] = set()
     repeated = [u for u in uuids if u in seen or seen.add(u)]  # type: ignore[func-returns-value]
     if repeated:
         raise DuplicateTask(sorted(set(repeated)))
-    existing = {f.uuid: f for f in get_many(session, uuids)}
-    conflicting = [
-        row["uuid"]
-        for row in rows
-        if row["uuid"] in existing
-        and not _same_task(existing[row["uuid"]], row, row["uuid"] not in server_seeded)
-    ]
-    if conflicting:
-        raise DuplicateTask(sorted(conflicting))
-    new = [row for row in rows if row["uuid"] not in existing]
-    if new:
+    existing = existing_uuids(session, uuids)
+    if existing:
+        raise DuplicateTask(existing)
+    if rows:
         session.execute(
             insert(Fractal),
-            [{**row, "status": QUEUED, "attempts": 0, "created_at": now} for row in new],
+            [{**row, "status": QUEUED, "attempts": 0, "created_at": now} for row in rows],
         )
-    return new
+    return rows
 
 
-def _same_task(stored: Fractal, row: dict, compare_seed: bool) -> bool:
-    if compare_seed and row.get("seed") != stored.seed:
-        return False
-    return all(
-        getattr(stored, name) == row.get(name, getattr(stored, name)) for name in _TASK_FIELDS
-    )
+def existing_uuids(session: Session, uuids: Sequence[str]) -> list[str]:
+    """Which of ``uuids`` are stored (sorted), for conflict messages."""
+    found: list[str] = []
+    for part in _chunks(uuids):
+        found += session.scalars(select(Fractal.uuid).where(Fractal.uuid.in_(part))).all()
+    return sorted(found)
 
 
-def mark_published(session: Session, uuids: Sequence[str], now: datetime) -> None:
+def mark_published(session: Session, groups: Mapping[str, str], now: datetime) -> None:
+    """Record that each task (key) went out in the message ``groups[uuid]`` identifies.
+
+    One statement per 500 tasks (a CASE picks each row's group), as cheap as
+    marking them without groups.
+    """
+    uuids = list(groups)
     for part in _chunks(uuids):
         session.execute(
             update(Fractal)
             .where(Fractal.uuid.in_(part), Fractal.status == QUEUED)
-            .values(published_at=now)
+            .values(
+                published_at=now,
+                publish_group=case({uuid: groups[uuid] for uuid in part}, value=Fractal.uuid),
+            )
+            .execution_options(synchronize_session=False)
         )
+
+
+def dimensions(session: Session, uuids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Width and height of each stored task among ``uuids``."""
+    return {
+        uuid: (width, height)
+        for part in _chunks(uuids)
+        for uuid, width, height in session.execute(
+            select(Fractal.uuid, Fractal.width, Fractal.height).where(Fractal.uuid.in_(part))
+        )
+    }
 
 
 def get(session: Session, uuid: str) -> Fractal | None:
@@ -249,6 +259,29 @@ def renew_leases(session: Session, uuids: Sequence[str], worker: str, until: dat
     return renewed
 
 
+def release(session: Session, uuids: Sequence[str], worker: str) -> int:
+    """Tasks ``worker`` claimed and gives back unfinished: queued again, attempt uncounted.
+
+    A graceful give-back (the worker stops, or could not deliver) is no failure
+    of the task, so it must not bring the task closer to ``max_attempts``; only
+    a claim whose worker vanished (a crash) keeps counting. The message goes
+    back to the queue, so ``published_at`` stays.
+    """
+    released = 0
+    for part in _chunks(uuids):
+        released += session.execute(
+            update(Fractal)
+            .where(
+                Fractal.uuid.in_(part),
+                Fractal.status == RUNNING,
+                Fractal.worker == worker,
+                Fractal.attempts > 0,
+            )
+            .values(status=QUEUED, worker=None, lease_until=None, attempts=Fractal.attempts - 1)
+        ).rowcount
+    return released
+
+
 def fail(session: Session, uuids: Sequence[str], error: str, now: datetime) -> int:
     failed = 0
     for part in _chunks(uuids):
@@ -384,25 +417,154 @@ def thumbnail(session: Session, uuid: str) -> bytes | None:
     return session.scalar(select(Fractal.thumbnail).where(Fractal.uuid == uuid))
 
 
+def thumbnail_size(session: Session, uuid: str) -> int:
+    """Bytes of the stored thumbnail (0: none), without reading it."""
+    return session.scalar(select(func.length(Fractal.thumbnail)).where(Fractal.uuid == uuid)) or 0
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def to_publish(
-    session: Session, now: datetime, grace: timedelta, limit: int, *, queue_empty: bool
-) -> list[Fractal]:
-    """Queued tasks that may have no message on the queue.
+def unpublished(session: Session, now: datetime, grace: timedelta, limit: int) -> list[Fractal]:
+    """Queued tasks whose publish was never confirmed, ``grace`` after they were created.
 
-    Those whose publish was never confirmed (the API died between commit and
-    publish, or the broker refused) are due after ``grace``. When the queue is
-    empty, queued tasks published longer ago than ``grace`` have lost their
-    message too (a broker that lost its data): they are due as well.
+    The API died between commit and publish, the broker refused, or a lease expired
+    (``requeue_expired`` clears ``published_at``): they have no message at all.
     """
-    due = Fractal.published_at.is_(None) & (Fractal.created_at < now - grace)
-    if queue_empty:
-        due = due | (Fractal.published_at < now - grace)
-    query = select(Fractal).where(Fractal.status == QUEUED, due).order_by(Fractal.created_at)
-    return list(session.scalars(query.limit(limit)))
+    query = select(Fractal).where(
+        Fractal.status == QUEUED,
+        Fractal.published_at.is_(None),
+        Fractal.created_at < now - grace,
+    )
+    return list(session.scalars(query.order_by(Fractal.created_at).limit(limit)))
+
+
+@dataclass(frozen=True, order=True)
+class _Message:
+    """One or more messages the queue should hold for queued tasks published together."""
+
+    published_at: datetime
+    kind: str  # "group" (a bundle message), "banded" (a task's bands), "legacy"
+    key: str  # the publish_group, or the banded task's uuid
+    count: int = 1  # messages: 1, or the missing bands of a banded task
+
+
+def lost_messages(
+    session: Session, now: datetime, grace: timedelta, ready: int, limit: int
+) -> list[Fractal]:
+    """Published, still queued tasks whose message the queue cannot be holding.
+
+    How many: ``ready`` is the queue's count of ready messages, read just after
+    ``now``. Every queued task that was published has its message among them (a
+    worker that takes a message claims its tasks at once, turning them
+    ``running``). Tasks published together share a ``publish_group`` (one bundle
+    message); a banded task has one message per missing band (or one assembly
+    message). So the tasks queued and published before ``now`` need ``needed``
+    messages; if ``ready < needed``, at least ``needed - ready`` of them are
+    gone, and no more than that many are published again: a long backlog that
+    is merely waiting is never doubled. Stale messages in the queue (for tasks
+    since done, deleted or republished) only make ``ready`` larger, so a loss
+    may show later, at the latest when the queue drains, never wrongly.
+
+    Which ones: the queue is first in, first out, and a worker claims what it
+    takes. A queued task published more than ``grace`` before the latest
+    published task that a worker has claimed (the queue's head, roughly) has
+    been overtaken: its message should have been delivered first, so it is the
+    one lost. Only overtaken tasks are candidates, oldest first, so a task
+    waiting its turn at the head of a busy queue is not duplicated (the bundles
+    of one request share one instant: among those the pick is arbitrary). When
+    the queue is empty every published task is a candidate (nothing is ahead of
+    them: e.g. a broker that lost all its messages and got no new work).
+    A rare duplicate remains harmless: results are stored once.
+    """
+    published = (
+        (Fractal.status == QUEUED)
+        & Fractal.published_at.is_not(None)
+        & (Fractal.published_at < now)
+    )
+    plain = published & (Fractal.band_count == 0)
+    grouped = plain & Fractal.publish_group.is_not(None)
+    legacy = plain & Fractal.publish_group.is_(None)  # published by an API before revision 0004
+    groups = select(func.count(func.distinct(Fractal.publish_group))).where(grouped)
+    instants = select(func.count(func.distinct(Fractal.published_at))).where(legacy)
+    banded = session.execute(
+        select(Fractal.uuid, Fractal.published_at).where(published & (Fractal.band_count > 0))
+    ).all()
+    missing = _missing_bands(session, [uuid for uuid, _ in banded])
+    needed = (session.scalar(groups) or 0) + (session.scalar(instants) or 0)
+    needed += sum(max(1, missing.get(uuid, 0)) for uuid, _ in banded)
+    deficit = needed - ready
+    if deficit <= 0:
+        return []
+    cut = now - grace
+    if ready > 0:
+        head = session.scalar(
+            select(func.max(Fractal.published_at)).where(Fractal.status.in_((RUNNING, DONE)))
+        )
+        if head is None:
+            return []
+        cut = min(cut, head - grace)
+    old = Fractal.published_at < cut
+    candidates = [
+        _Message(at, "group", group)
+        for group, at in session.execute(
+            select(Fractal.publish_group, func.min(Fractal.published_at))
+            .where(grouped & old)
+            .group_by(Fractal.publish_group)
+        )
+    ]
+    candidates += [
+        _Message(at, "legacy", "")
+        for at in session.scalars(select(Fractal.published_at).where(legacy & old).distinct())
+    ]
+    candidates += [
+        _Message(at, "banded", uuid, max(1, missing.get(uuid, 0)))
+        for uuid, at in banded
+        if at < cut
+    ]
+    chosen: list[_Message] = []
+    for candidate in sorted(candidates):
+        if deficit <= 0:
+            break
+        chosen.append(candidate)
+        deficit -= candidate.count
+    return _tasks_of(session, chosen, published, limit)
+
+
+def _missing_bands(session: Session, uuids: Sequence[str]) -> dict[str, int]:
+    return {
+        uuid: n
+        for part in _chunks(uuids)
+        for uuid, n in session.execute(
+            select(Band.fractal_uuid, func.count())
+            .where(Band.fractal_uuid.in_(part), Band.stored.is_(False))
+            .group_by(Band.fractal_uuid)
+        )
+    }
+
+
+def _tasks_of(
+    session: Session, messages: list[_Message], published: ColumnElement[bool], limit: int
+) -> list[Fractal]:
+    """The queued tasks the chosen messages carried, oldest first, at most ``limit``."""
+    by_kind: dict[str, list] = {"group": [], "banded": [], "legacy": []}
+    for m in messages:
+        by_kind[m.kind].append(m.published_at if m.kind == "legacy" else m.key)
+    selectors = {
+        "group": Fractal.publish_group,
+        "banded": Fractal.uuid,
+        "legacy": Fractal.published_at,
+    }
+    rows: list[Fractal] = []
+    for kind, keys in by_kind.items():
+        extra = Fractal.publish_group.is_(None) if kind == "legacy" else Fractal.uuid.is_not(None)
+        for start in range(0, len(keys), _IN_CHUNK):
+            part = keys[start : start + _IN_CHUNK]
+            query = select(Fractal).where(published, extra, selectors[kind].in_(part))
+            rows += session.scalars(query).all()
+    rows.sort(key=lambda row: (row.published_at, row.created_at, row.uuid))
+    return rows[:limit]
 
 
 def requeue_expired(session: Session, now: datetime) -> int:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 # which would make "newest first" ambiguous within a batch).
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -85,6 +86,9 @@ class Fractal(Base):
     thumbnail: Mapped[bytes | None] = deferred(mapped_column(Blob, nullable=True))
     band_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     assembly_published_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    # Tasks published in one (bundle) message share this id, so the reconciler can
+    # tell how many messages the queued tasks need (see fractals.lost_messages).
+    publish_group: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     __table_args__ = (
         Index("ix_fractals_created", "created_at", "uuid"),
@@ -94,6 +98,7 @@ class Fractal(Base):
         Index("ix_fractals_lease", "status", "lease_until"),
         Index("ix_fractals_worker_created", "generated_by", "created_at"),
         Index("ix_fractals_status_finished", "status", "finished_at"),
+        Index("ix_fractals_status_published", "status", "published_at"),
     )
 
 
@@ -129,6 +134,21 @@ class Band(Base):
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     duration: Mapped[float | None] = mapped_column(Double, nullable=True)
     size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class IdempotencyKey(Base):
+    """A create request made with an ``Idempotency-Key`` header, and what it created.
+
+    A retry carrying the same key and the same body is answered with the same
+    tasks instead of a 409; the key is remembered for a day.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the key
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical body
+    uuids: Mapped[str] = mapped_column(LongText)  # JSON list, in the request's order
+    created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
 
 
 class BandChunk(Base):

@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
 from faafo.api import deps
 from faafo.api.auth import RequireClient, RequireReader, RequireWorker
 from faafo.api.body import read_json, read_limited
+from faafo.api.deps import FractalUuid
 from faafo.api.errors import ApiError, clean_errors, describe_validation
 from faafo.api.schemas import (
     BatchCreated,
@@ -25,6 +27,7 @@ from faafo.api.schemas import (
 )
 from faafo.api.services import Services
 from faafo.store import fractals as store
+from faafo.store import idempotency
 from faafo.store.models import DONE, STATUSES
 
 router = APIRouter()
@@ -71,14 +74,35 @@ def _validate_tasks(payload: Any) -> tuple[list[dict], bool]:
     openapi_extra=_create_schema,
     summary="Create one task (an object) or many (an array)",
     dependencies=[RequireClient],
-    responses={409: {"description": "uuid exists"}, 415: {}, 422: {}},
+    responses={
+        409: {"description": "uuid exists (and the request is no retry: Idempotency-Key)"},
+        415: {},
+        422: {},
+    },
 )
-async def create_fractals(request: Request, services: Svc) -> JSONResponse:
-    payload = await read_json(request, services.settings.max_request_bytes)
+async def create_fractals(
+    request: Request,
+    services: Svc,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=idempotency.MAX_KEY_LENGTH,
+            description="any unique string, e.g. a random UUID; a retry with the same key "
+            "and body gets the original answer instead of 409",
+        ),
+    ] = None,
+) -> JSONResponse:
+    payload = await read_json(
+        request,
+        services.settings.max_request_bytes,
+        max_items=services.settings.max_tasks_per_request,
+    )
     tasks, many = _validate_tasks(payload)
     from starlette.concurrency import run_in_threadpool
 
-    rows = await run_in_threadpool(services.create, tasks)
+    replayable = idempotency.Request.of(idempotency_key, payload) if idempotency_key else None
+    rows = await run_in_threadpool(services.create, tasks, replayable)
     if many:
         body = BatchCreated(num_results=len(rows), objects=[FractalOut.of(r) for r in rows])
         return JSONResponse(body.model_dump(mode="json"), status_code=201)
@@ -126,7 +150,7 @@ def list_fractals(
     name="get_fractal",
     dependencies=[RequireReader],
 )
-def get_fractal(uuid: str, services: Svc) -> FractalOut:
+def get_fractal(uuid: FractalUuid, services: Svc) -> FractalOut:
     with services.database.reading() as session:
         row = store.get(session, uuid)
         if row is None:
@@ -137,7 +161,7 @@ def get_fractal(uuid: str, services: Svc) -> FractalOut:
 @router.delete(
     "/v1/fractal/{uuid}", status_code=204, response_class=Response, dependencies=[RequireClient]
 )
-def delete_fractal(uuid: str, services: Svc) -> Response:
+def delete_fractal(uuid: FractalUuid, services: Svc) -> Response:
     with services.database.session() as session:
         if not store.delete_fractal(session, uuid):
             raise ApiError(404, f"fractal {uuid} not found")
@@ -174,7 +198,7 @@ def batch_status(batch: str, services: Svc) -> BatchStatus:
     },
 )
 async def put_result(
-    uuid: Annotated[str, Path(max_length=36)],
+    uuid: FractalUuid,
     request: Request,
     services: Svc,
     checksum: Annotated[str | None, Query(min_length=64, max_length=64)] = None,
@@ -233,13 +257,37 @@ def _legacy_result(uuid: str, payload: Any) -> tuple[bytes, ResultMeta]:
     return png, meta
 
 
+_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Does an ``If-None-Match`` header match ``etag`` (RFC 9110, 13.1.2)?
+
+    The header is ``*`` (any current representation) or a list of entity tags;
+    the comparison is weak: ``W/"x"`` and ``"x"`` are the same tag.
+    """
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    ours = _ENTITY_TAG.fullmatch(etag)
+    opaque = ours.group(1) if ours else etag
+    return any(tag.group(1) == opaque for tag in _ENTITY_TAG.finditer(if_none_match))
+
+
 def _cache_headers(request: Request, etag: str) -> tuple[dict[str, str], bool]:
-    """Images never change once done: an ETag (the checksum) and a day of caching."""
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
-    return headers, request.headers.get("if-none-match") == etag
+    """Images never change once done: an ETag (the checksum) and a day of caching.
+
+    Returns the headers and whether the client's copy is current (answer 304).
+    """
+    # Private reads: no shared cache (a proxy) may keep an image for other people.
+    scope = "private" if deps.services(request).settings.private_reads else "public"
+    headers = {"ETag": etag, "Cache-Control": f"{scope}, max-age=86400"}
+    return headers, etag_matches(request.headers.get("if-none-match"), etag)
 
 
 def _image_response(services: Services, uuid: str, request: Request) -> Response:
+    """The PNG, streamed a chunk at a time; HEAD gets the same headers and no body."""
     with services.database.reading() as session:
         row = store.get(session, uuid)
         if row is None:
@@ -250,6 +298,8 @@ def _image_response(services: Services, uuid: str, request: Request) -> Response
         headers, unchanged = _cache_headers(request, f'"{row.checksum}"')
         if unchanged:
             return Response(status_code=304, headers=headers)
+        if request.method == "HEAD":
+            return _head(headers, size or 0)
         chunks = list(store.image_chunk_numbers(session, uuid))
         if len(chunks) == 1:
             data = store.image_chunk(session, uuid, chunks[0])
@@ -264,33 +314,55 @@ def _image_response(services: Services, uuid: str, request: Request) -> Response
     return StreamingResponse(stream(), media_type="image/png", headers=headers)
 
 
-@router.get(
-    "/fractal/{uuid}",
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {}},
-    summary="The PNG",
-    dependencies=[RequireReader],
-)
-def get_image(uuid: str, request: Request, services: Svc) -> Response:
+def _head(headers: dict[str, str], size: int) -> Response:
+    """What GET would answer, without the body (its length still announced)."""
+    return Response(
+        status_code=200,
+        media_type="image/png",
+        headers={**headers, "Content-Length": str(size)},
+    )
+
+
+_IMAGE = {
+    "response_class": Response,
+    "responses": {200: {"content": {"image/png": {}}}, 304: {}, 404: {}},
+    "dependencies": [RequireReader],
+}
+
+
+@router.get("/fractal/{uuid}", summary="The PNG", **_IMAGE)
+def get_image(uuid: FractalUuid, request: Request, services: Svc) -> Response:
     return _image_response(services, uuid, request)
 
 
-@router.get(
-    "/fractal/{uuid}/thumbnail",
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {}},
-    summary="A small PNG for galleries",
-    dependencies=[RequireReader],
-)
-def get_thumbnail(uuid: str, request: Request, services: Svc) -> Response:
+@router.head("/fractal/{uuid}", summary="The PNG's headers", **_IMAGE)
+def head_image(uuid: FractalUuid, request: Request, services: Svc) -> Response:
+    return _image_response(services, uuid, request)
+
+
+@router.get("/fractal/{uuid}/thumbnail", summary="A small PNG for galleries", **_IMAGE)
+def get_thumbnail(uuid: FractalUuid, request: Request, services: Svc) -> Response:
+    return _thumbnail_response(services, uuid, request)
+
+
+@router.head("/fractal/{uuid}/thumbnail", summary="The small PNG's headers", **_IMAGE)
+def head_thumbnail(uuid: FractalUuid, request: Request, services: Svc) -> Response:
+    return _thumbnail_response(services, uuid, request)
+
+
+def _thumbnail_response(services: Services, uuid: str, request: Request) -> Response:
     with services.database.reading() as session:
         row = store.get(session, uuid)
         if row is None or row.status != DONE:
             raise ApiError(404, f"no thumbnail for {uuid}")
         headers, unchanged = _cache_headers(request, f'"t-{row.checksum}"')
-        if unchanged:
+        size = store.thumbnail_size(session, uuid)
+        if size and unchanged:
             return Response(status_code=304, headers=headers)
-        data = store.thumbnail(session, uuid)
+        if size and request.method == "HEAD":
+            return _head(headers, size)
+        data = store.thumbnail(session, uuid) if size else None
     if not data:
+        # Small images are their own thumbnail.
         return _image_response(services, uuid, request)
     return Response(data, media_type="image/png", headers=headers)

@@ -6,7 +6,6 @@ only API hosts to the database); everything they change goes through here.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated
 
@@ -18,7 +17,8 @@ from starlette.datastructures import UploadFile
 from faafo import logs
 from faafo.api import deps
 from faafo.api.auth import RequireWorker
-from faafo.api.body import read_limited
+from faafo.api.body import parse_json, read_limited
+from faafo.api.deps import FractalUuid
 from faafo.api.errors import ApiError, clean_errors, describe_validation
 from faafo.api.results import accept_results, verify
 from faafo.api.schemas import ClaimOut, ClaimRequest, FailureReport, ResultMeta
@@ -69,6 +69,17 @@ def heartbeat(body: ClaimRequest, services: Svc) -> dict[str, int]:
     return {"renewed": renewed}
 
 
+@router.post("/release")
+def release(body: ClaimRequest, services: Svc) -> dict[str, int]:
+    """A worker gives back tasks it will not finish (stopping): queued, attempt not counted."""
+    with services.database.session() as session:
+        released = store.release(session, body.uuids, body.worker)
+    for uuid in body.uuids:
+        with logs.task_context(uuid):
+            log.info("given back by %s", body.worker)
+    return {"released": released}
+
+
 @router.post("/failures")
 def report_failures(body: list[FailureReport], services: Svc) -> dict[str, int]:
     """Tasks that can never render (bad parameters, engine error): failed, with the reason."""
@@ -98,15 +109,14 @@ async def upload_results(request: Request, services: Svc) -> dict[str, str]:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "expected multipart/form-data")
     form = await request.form(max_files=10_000, max_fields=10_000)
+    raw_meta = form.get("meta")
+    if not isinstance(raw_meta, str):
+        raise ApiError(422, "meta: a JSON part is required")
+    payload = parse_json(raw_meta, what="meta")  # 400 when malformed or nested too deeply
     try:
-        raw_meta = form.get("meta")
-        if not isinstance(raw_meta, str):
-            raise ApiError(422, "meta: a JSON part is required")
-        metas = _metas.validate_python(json.loads(raw_meta))
+        metas = _metas.validate_python(payload)
     except ValidationError as error:
         raise ApiError(422, "meta: " + describe_validation(clean_errors(error.errors()))) from None
-    except ValueError:
-        raise ApiError(422, "meta: not valid JSON") from None
     items = []
     for meta in metas:
         image = form.get(meta.uuid)
@@ -157,7 +167,7 @@ def claim_band(body: BandClaim, services: Svc) -> ClaimOut:
     },
 )
 async def put_band(
-    uuid: Annotated[str, Path(max_length=36)],
+    uuid: FractalUuid,
     band: Annotated[int, Path(ge=0, le=10**6)],
     request: Request,
     services: Svc,
@@ -168,8 +178,15 @@ async def put_band(
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "image/png":
         raise ApiError(415, "expected Content-Type: image/png")
     png = await read_limited(request, services.settings.max_upload_bytes)
+
+    def _size() -> tuple[int, int] | None:
+        with services.database.reading() as session:
+            return bands.band_size(session, uuid, band)
+
     verify(
-        ResultMeta(uuid=uuid, checksum=checksum, duration=duration, generated_by=generated_by), png
+        ResultMeta(uuid=uuid, checksum=checksum, duration=duration, generated_by=generated_by),
+        png,
+        await run_in_threadpool(_size),
     )
 
     def _store() -> tuple[str, bool]:
@@ -187,7 +204,9 @@ async def put_band(
 @router.get(
     "/bands/{uuid}/{band}", response_class=Response, responses={200: {"content": {"image/png": {}}}}
 )
-def get_band(uuid: str, band: Annotated[int, Path(ge=0, le=10**6)], services: Svc) -> Response:
+def get_band(
+    uuid: FractalUuid, band: Annotated[int, Path(ge=0, le=10**6)], services: Svc
+) -> Response:
     """A stored band, for the worker that assembles the final image."""
     with services.database.reading() as session:
         data = bands.band_png(session, uuid, band)
