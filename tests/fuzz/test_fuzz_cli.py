@@ -140,6 +140,11 @@ FAAFO_CASES = [
     (["delete", "{missing}"], "not found"),
     (["delete"], "required"),
     (["list", "--status", "lost"], "invalid choice"),
+    (["list", "--batch", "b" * 40], "batch"),
+    (["list", "--generated-by", "w" * 300], "generated_by"),
+    (["get", "{done}", "-o", "-", "--json"], "stdout"),
+    (["--config-file", "{tmp}/missing.conf", "list"], "cannot read"),
+    (["list", "--config-file", "{tmp}"], "directory"),
     ([], "required"),
     (["frobnicate"], "invalid choice"),
     (["--endpoint-url", "notaurl", "list"], "notaurl"),
@@ -302,6 +307,8 @@ def bad_argv(draw) -> list[str]:  # type: ignore[no-untyped-def]
             argv += ["-o", "fuzz.png"]
     else:
         argv += draw(st.sampled_from([[], ["--status", "queued"], ["--status", "x"]]))
+        for flag in draw(st.lists(st.sampled_from(["--batch", "--generated-by"]), max_size=2)):
+            argv += [flag, draw(_values)]
     return argv
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import uuid as uuidlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # name -> (default minimum, default maximum), as in the original client
@@ -16,6 +18,8 @@ RANDOM_RANGES: dict[str, tuple[float, float]] = {
     "yb": (0.5, 3.0),
 }
 INTEGER_PARAMETERS = ("width", "height", "iterations")
+# --min-tasks / --max-tasks defaults when --tasks is not given
+TASK_COUNT_RANGE = (1, 10)
 
 
 @dataclass
@@ -28,6 +32,7 @@ class TaskOptions:
 
 
 def random_task(options: TaskOptions, rng: random.Random) -> dict[str, object]:
+    """One task body: the fixed values, random ones (bounds in either order), the extras."""
     task: dict[str, object] = {}
     for name in RANDOM_RANGES:
         value = options.fixed.get(name)
@@ -40,3 +45,25 @@ def random_task(options: TaskOptions, rng: random.Random) -> dict[str, object]:
         task[name] = value
     task.update({k: v for k, v in options.extra.items() if v is not None})
     return task
+
+
+def task_count(tasks: int | None, low: int, high: int, rng: random.Random) -> int:
+    """``--tasks`` when given, else random between the two bounds (in either order)."""
+    return tasks or rng.randint(min(low, high), max(low, high))
+
+
+def task_chunks(
+    options: TaskOptions, count: int, rng: random.Random, batch: str, size: int
+) -> Iterator[list[dict[str, object]]]:
+    """``count`` new task bodies of one batch, ``size`` a request, each with its own uuid.
+
+    Built a chunk at a time, so a huge ``--tasks`` never holds every body at once.
+    """
+    for start in range(0, count, size):
+        chunk = []
+        for _ in range(min(size, count - start)):
+            task = random_task(options, rng)
+            task["uuid"] = str(uuidlib.uuid4())
+            task["batch"] = batch
+            chunk.append(task)
+        yield chunk
