@@ -11,11 +11,26 @@ import pytest
 from support.cluster import Cluster, wait_all_finished
 from support.processes import wait_until
 
-# One of these takes a few seconds on one core: long enough to interrupt.
+# A deep Mandelbrot zoom where nearly every pixel runs all its iterations, so the
+# cost is the pixel-iterations: SLOW takes about 2.5 s on one thread of an idle
+# 2-core machine (two to three times that under load), long enough to interrupt;
+# MEDIUM about 0.5 s, long enough to be seen running.
 SLOW = {
-    "width": 1600,
-    "height": 1600,
-    "iterations": 3000,
+    "width": 1200,
+    "height": 1200,
+    "iterations": 10_000,
+    "kind": "mandelbrot",
+    "xa": -0.75,
+    "xb": -0.74,
+    "ya": 0.1,
+    "yb": 0.11,
+}
+MEDIUM = {**SLOW, "width": 600, "height": 600}
+# Renders in milliseconds.
+TINY = {
+    "width": 80,
+    "height": 60,
+    "iterations": 50,
     "xa": -1.5,
     "xb": 1.5,
     "ya": -1.0,
@@ -23,7 +38,6 @@ SLOW = {
     "c_real": -0.8,
     "c_imag": 0.156,
 }
-MEDIUM = {**SLOW, "width": 900, "height": 900, "iterations": 1500}
 
 
 @pytest.fixture
@@ -67,18 +81,24 @@ def test_sigterm_without_time_gives_the_task_back(cluster):
         worker.signal(signal.SIGTERM)
         assert worker.process.wait(timeout=30) == 0
         assert time.monotonic() - started < 10, "stops at once, without finishing the render"
-        assert client.get(uuid)["status"] == "running"
+        # Given back gracefully: queued again, and that attempt does not count.
+        given_back = client.get(uuid)
+        assert given_back["status"] == "queued" and given_back["attempts"] == 0, given_back
         cluster.start_worker("w2")
         wait_until(lambda: status_of(client, uuid) == "done", 120, message="done by w2")
         record = client.get(uuid)
-        assert record["generated_by"] == "w2" and record["attempts"] == 2
+        assert record["generated_by"] == "w2" and record["attempts"] == 1, record
 
 
 def test_never_acknowledges_without_the_api(cluster):
-    """API down when the worker takes the task: the message must survive until it is back."""
+    """API down when the worker takes the task: the message must survive until it is back.
+
+    The API that comes back never republishes (its grace is longer than the
+    test), so only the worker's own message can bring the task to done.
+    """
     url = cluster.start_api()
     with cluster.client() as client:
-        uuid = client.create([{**MEDIUM, "width": 64, "height": 64}])[0]["uuid"]
+        uuid = client.create([{**TINY, "width": 64, "height": 64}])[0]["uuid"]
     cluster.apis[0].stop()
     worker = cluster.start_worker("w1", "--upload-retry-seconds", "1")
     wait_until(lambda: "could not claim" in worker.tail(200), 60, message="claim failures")
@@ -90,7 +110,15 @@ def test_never_acknowledges_without_the_api(cluster):
     api = Service(
         "api-again",
         "faafo.api.main",
-        [*cluster.common(), "--listen-address", "127.0.0.1", "--bind-port", str(port)],
+        [
+            *cluster.common(),
+            "--listen-address",
+            "127.0.0.1",
+            "--bind-port",
+            str(port),
+            "--publish-grace-seconds",
+            "600",
+        ],
         cluster.log_dir,
     ).start()
     cluster.apis.append(api)
@@ -98,6 +126,10 @@ def test_never_acknowledges_without_the_api(cluster):
     wait_http(url + "/readyz", services=[api])
     with cluster.client() as client:
         wait_until(lambda: status_of(client, uuid) == "done", 60, message="done after API returns")
+        record = client.get(uuid)
+    assert record["generated_by"] == "w1" and record["attempts"] == 1, record
+    assert "re-published" not in api.tail(500), "the reconciler, not the worker, saved the task"
+    assert f"claimed by w1 (attempt 1) [task {uuid}]" in api.tail(500)
 
 
 def test_prefetch_per_slot_spreads_long_tasks_evenly(cluster):
@@ -142,7 +174,7 @@ def test_worker_metrics_and_json_logs(cluster):
     port = free_port()
     worker = cluster.start_worker("w1", "--metrics-port", str(port), "--log-format", "json")
     batch = str(uuidlib.uuid4())
-    small = {**MEDIUM, "width": 80, "height": 60, "iterations": 50, "batch": batch}
+    small = {**TINY, "batch": batch}
     with cluster.client() as client:
         created = client.create([small for _ in range(3)])
         wait_all_finished(client, batch, 3, timeout=60, cluster=cluster)
@@ -157,5 +189,12 @@ def test_worker_metrics_and_json_logs(cluster):
     assert samples[("faafo_upload_seconds_count", ())] >= 1
     lines = [json.loads(line) for line in worker.tail(500).splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "service", "message"} <= set(entry) for entry in lines)
-    uuid = created[0]["uuid"]
-    assert any(entry.get("task") == uuid for entry in lines), "a task can be followed in the logs"
+    uuids = {r["uuid"] for r in created}
+    for uuid in uuids:
+        mine = [entry["message"] for entry in lines if entry.get("task") == uuid]
+        assert any(m.startswith("rendered") for m in mine), f"render of {uuid} not followed: {mine}"
+        # The upload step too, not only the render: one line per task with its outcome.
+        assert "delivered: stored" in mine, f"upload of {uuid} not followed: {mine}"
+    # Lines about the whole bundle (its claim, its upload) name all its tasks.
+    summaries = [entry for entry in lines if entry["message"].startswith("delivered 3 result")]
+    assert summaries and set(summaries[0].get("tasks", [])) == uuids, summaries

@@ -119,6 +119,9 @@ _CUT_UPLOAD = re.compile(
 )
 
 
+_TASK = re.compile(r"\[task ([0-9a-f-]{36})\]")
+
+
 class LogWatch:
     """Notices, within a couple of milliseconds, a new line matching a pattern in some logs."""
 
@@ -156,8 +159,10 @@ def test_api_killed_during_result_uploads(tmp_path):
             "1",
             "--reconcile-interval",
             "0.5",
+            # Far longer than the test: if a worker dropped a message whose upload
+            # was cut, no lease expiry would rescue the task.
             "--lease-seconds",
-            "10",
+            "600",
         ],
     )
     try:
@@ -189,6 +194,33 @@ def test_api_killed_during_result_uploads(tmp_path):
         assert cut >= 1, f"no upload was cut by {kills} kills\n{cluster.logs()}"
         assert all(w.alive() for w in cluster.workers), "workers rode out the kills"
         assert_done_once(url, uuids, database_url=database_url)
-        print(f"{kills} kills, {cut} upload(s) cut mid-request")
+        for api in cluster.apis:
+            assert "passed their lease" not in api.tail(100_000), f"{api.name} rescued a task"
+        # Each task whose upload was cut: the same worker retried it until an API
+        # confirmed it (stored, or duplicate when the kill came after the commit),
+        # with no second claim.
+        cut_tasks: set[str] = set()
+        for worker in cluster.workers:
+            lines = worker.log_path.read_text().splitlines()
+            for index, line in enumerate(lines):
+                found = _CUT_UPLOAD.search(line) and _TASK.search(line)
+                if not found:
+                    continue
+                uuid = found.group(1)
+                cut_tasks.add(uuid)
+                confirmed = [
+                    later
+                    for later in lines[index + 1 :]
+                    if later.split(" [task ")[0].endswith(
+                        ("delivered: stored", "delivered: duplicate")
+                    )
+                    and f"[task {uuid}]" in later
+                ]
+                assert confirmed, f"{worker.name} never got the cut upload of {uuid} confirmed"
+        with cluster.client() as client:
+            for uuid in cut_tasks:
+                record = client.get(uuid)
+                assert record["attempts"] == 1, record
+        print(f"{kills} kills, {cut} upload(s) cut mid-request ({len(cut_tasks)} tasks)")
     finally:
         cluster.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid as uuidlib
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -29,10 +30,13 @@ from support.processes import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
+# A deep Mandelbrot zoom where nearly every pixel runs all its iterations: about
+# 0.25 s on one thread of an idle 2-core machine, so 80 of them keep two workers
+# busy for ten seconds or more and the database stops in the middle of the run.
 TASK = {
-    "width": 300,
-    "height": 300,
-    "iterations": 5000,
+    "width": 400,
+    "height": 400,
+    "iterations": 10_000,
     "kind": "mandelbrot",
     "xa": -0.75,
     "xb": -0.74,
@@ -99,7 +103,12 @@ def test_postgresql_restart_503_then_recovers_by_itself(tmp_path, postgres):
         ).start()
         time.sleep(1)
         api_pid = cluster.apis[0].process.pid  # type: ignore[union-attr]
+        with cluster.client() as client:
+            before_stop = client.batch(batch)["counts"]
         postgres.stop("fast")
+        stopped_at = datetime.now(UTC)
+        left = before_stop.get("queued", 0) + before_stop.get("running", 0)
+        assert left > 0, f"the run had ended before the database stopped: {before_stop}"
         time.sleep(5)
         down = dict(recorder.seen)
         postgres.start()
@@ -140,7 +149,13 @@ def test_postgresql_restart_503_then_recovers_by_itself(tmp_path, postgres):
             if extra:
                 wait_finished(client, during, len(extra), timeout=60, logs=cluster.logs)
         assert all(w.alive() for w in cluster.workers)
-        assert_done_once(url, uuids + extra, database_url=postgres.url)
+        records = assert_done_once(url, uuids + extra, database_url=postgres.url)
+        finished_later = [
+            r
+            for r in records[: len(uuids)]
+            if datetime.fromisoformat(r["finished_at"]) > stopped_at
+        ]
+        assert finished_later, "no task of the run was still unfinished when the database stopped"
         print(
             f"serving again {recovered_after:.2f}s after PostgreSQL came back; "
             f"statuses while down: {sorted(set(k[2] for k in down), key=str)}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid as uuidlib
 
 import httpx
@@ -28,7 +29,7 @@ from support.faults import (
     small_task,
     wait_finished,
 )
-from support.processes import wait_until
+from support.processes import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -97,10 +98,23 @@ def _drain(connection) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def task_body(uuid: str, **fields: object) -> str:
+def task_fields(uuid: str, **fields: object) -> dict:
     body = {**small_task("x", 0), "uuid": uuid, **fields}
     body.pop("batch")
-    return json.dumps(body)
+    return body
+
+
+def task_body(uuid: str, **fields: object) -> str:
+    return json.dumps(task_fields(uuid, **fields))
+
+
+def dead_count(transport_url: str) -> int:
+    """Messages on the dead queue, without taking them."""
+    connection = broker.connection(transport_url)
+    try:
+        return int(DEAD_QUEUE(connection.channel()).queue_declare(passive=True).message_count)
+    finally:
+        connection.release()
 
 
 def test_poison_messages_fail_or_dead_letter_and_the_worker_carries_on(tmp_path, urls):
@@ -117,8 +131,8 @@ def test_poison_messages_fail_or_dead_letter_and_the_worker_carries_on(tmp_path,
         victims = str(uuidlib.uuid4())
         with cluster.client() as client:
             # Real tasks whose only message will be a corrupt one.
-            bad_width, bad_kind, bad_number = (
-                r["uuid"] for r in client.create([small_task(victims, i) for i in range(3)])
+            bad_width, bad_kind, bad_number, mate, bad_mate = (
+                r["uuid"] for r in client.create([small_task(victims, i) for i in range(5)])
             )
         purge_tasks(transport_url)
         unknown = str(uuidlib.uuid4())
@@ -130,6 +144,8 @@ def test_poison_messages_fail_or_dead_letter_and_the_worker_carries_on(tmp_path,
             (task_body(bad_width, width=-5), "application/json"),
             (task_body(bad_number, xa=float("nan")), "application/json"),
             (task_body(bad_kind, kind="no-such-kind"), "application/json"),
+            # A bundle with one bad task: every task it names is failed, not only that one.
+            (json.dumps([task_fields(mate), task_fields(bad_mate, width=-5)]), "application/json"),
             (task_body(unknown), "application/json"),
         ]
         publish_raw(transport_url, poison)
@@ -138,10 +154,10 @@ def test_poison_messages_fail_or_dead_letter_and_the_worker_carries_on(tmp_path,
 
         batch = str(uuidlib.uuid4())
         with cluster.client() as client:
-            wait_finished(client, victims, 3, timeout=60, logs=cluster.logs)
+            wait_finished(client, victims, 5, timeout=60, logs=cluster.logs)
             good = [r["uuid"] for r in client.create([small_task(batch, i) for i in range(10)])]
             wait_finished(client, batch, 10, timeout=60, logs=cluster.logs)
-            records = {u: client.get(u) for u in (bad_width, bad_kind, bad_number)}
+            records = {u: client.get(u) for u in (bad_width, bad_kind, bad_number, mate, bad_mate)}
         assert worker.alive() and worker.process.pid == pid, "the worker carried on"  # type: ignore[union-attr]
         assert_done_once(url, good, database_url=database_url)
 
@@ -151,15 +167,19 @@ def test_poison_messages_fail_or_dead_letter_and_the_worker_carries_on(tmp_path,
         assert records[bad_number]["status"] == "failed" and "xa" in records[bad_number]["error"]
         assert records[bad_kind]["status"] == "failed"
         assert "kind" in records[bad_kind]["error"], records[bad_kind]
+        for uuid in (mate, bad_mate):
+            assert records[uuid]["status"] == "failed", records[uuid]
+            assert "task 1 of the bundle: bad width" in records[uuid]["error"], records[uuid]
         for uuid in records:
             assert httpx.get(f"{url}/fractal/{uuid}").status_code == 404, "no image for a failure"
         assert httpx.get(f"{url}/v1/fractal/{unknown}").status_code == 404, "nothing invented"
 
-        dead = dead_letters(transport_url, expected=6)
+        dead = dead_letters(transport_url, expected=7)
         reasons = {body if isinstance(body, bytes) else body.encode(): why for body, why in dead}
-        assert len(dead) == 6, dead
+        assert len(dead) == 7, dead
         assert all(why for why in reasons.values()), f"every dead letter says why: {dead}"
-        for body, _ in poison[:6]:
+        # Not the unknown kind (a render failure) nor the unknown uuid (dropped).
+        for body, _ in [*poison[:6], poison[7]]:
             assert (body if isinstance(body, bytes) else body.encode()) in reasons, body
         assert "dead-lettered" in worker.tail(500)
         # Nothing left to loop on: the task queue is empty and stays so.
@@ -170,6 +190,52 @@ def test_poison_messages_fail_or_dead_letter_and_the_worker_carries_on(tmp_path,
             assert publisher.queue_depth() == 0
         finally:
             publisher.close()
+    finally:
+        cluster.stop()
+
+
+def test_poison_is_kept_until_the_api_has_failed_its_tasks(tmp_path):
+    """The API is down when the worker finds a poison bundle: it keeps the message,
+    retries the report, and dead-letters only once the tasks are failed."""
+    data = tmp_path / "data"
+    database_url, transport_url = (
+        f"sqlite:///{data / 'faafo.sqlite3'}",
+        f"embedded://{data / 'queue.sqlite3'}",
+    )
+    cluster = FaultCluster(
+        database_url,
+        transport_url,
+        tmp_path,
+        data,
+        extra_api_args=["--publish-grace-seconds", "600"],
+    )
+    try:
+        port = free_port()
+        cluster.start_api(port)
+        victims = str(uuidlib.uuid4())
+        with cluster.client() as client:
+            good, bad = (
+                r["uuid"] for r in client.create([small_task(victims, i) for i in range(2)])
+            )
+        purge_tasks(transport_url)
+        cluster.apis[0].stop()
+        bundle = json.dumps([task_fields(good), task_fields(bad, xa=float("inf"))])
+        publish_raw(transport_url, [(bundle, "application/json")])
+        worker = cluster.start_worker("w1", "--upload-retry-seconds", "1")
+        wait_until(lambda: "could not report" in worker.tail(200), 60, message="a failed report")
+        time.sleep(3)  # retries while the API is away
+        assert dead_count(transport_url) == 0, "dead-lettered before its tasks were failed"
+
+        cluster.restart_api(port)
+        with cluster.client() as client:
+            wait_finished(client, victims, 2, timeout=60, logs=cluster.logs)
+            records = [client.get(uuid) for uuid in (good, bad)]
+        for record in records:
+            assert record["status"] == "failed", record
+            assert "unusable task message: task 1 of the bundle: bad xa" in record["error"], record
+        dead = dead_letters(transport_url, expected=1)
+        assert [body for body, _ in dead] == [bundle.encode()], dead
+        assert worker.alive()
     finally:
         cluster.stop()
 

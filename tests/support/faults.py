@@ -25,12 +25,13 @@ from faafo.client.http import FaafoClient
 from support.cluster import Cluster
 from support.processes import Service, free_port, wait_http
 
-# About 4 s with two threads on this kind of machine (a deep Mandelbrot zoom,
-# nearly every pixel runs all its iterations): long enough to kill a worker
-# in the middle of it, short enough for CI.
+# A deep Mandelbrot zoom where nearly every pixel runs all its iterations: about
+# 4 s on one thread of an idle 2-core machine (2.5 s with two threads; two to
+# three times that under load): long enough to kill a worker in the middle of
+# it, short enough for CI.
 LARGE = {
-    "width": 1500,
-    "height": 1500,
+    "width": 2000,
+    "height": 2000,
     "iterations": 10_000,
     "kind": "mandelbrot",
     "xa": -0.75,

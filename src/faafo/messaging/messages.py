@@ -17,6 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+MAX_BUNDLE_TASKS = 10_000
+"""The most tasks one message may carry: the API claims at most this many uuids at once,
+so a longer bundle could never be claimed (it is poison, not a message to retry)."""
+
 
 class PoisonMessage(ValueError):
     """A message no worker can ever process; it goes to the dead queue."""
@@ -114,11 +118,46 @@ def decode(body: bytes | str | Any) -> list[TaskMessage]:
             body = json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise PoisonMessage(f"not JSON: {error}") from None
+        except RecursionError:
+            raise PoisonMessage("not JSON: nested too deeply") from None
     if isinstance(body, list):
         if not body:
             raise PoisonMessage("empty bundle")
-        return [task_from_mapping(item) for item in body]
+        if len(body) > MAX_BUNDLE_TASKS:
+            raise PoisonMessage(
+                f"a bundle of {len(body)} tasks exceeds the limit of {MAX_BUNDLE_TASKS} "
+                "(the most one claim may name)"
+            )
+        return [_bundled_task(index, item) for index, item in enumerate(body)]
     return [task_from_mapping(body)]
+
+
+def _bundled_task(index: int, item: Any) -> TaskMessage:
+    """One task of a bundle; a poison reason says which one, so its failure is explained."""
+    try:
+        return task_from_mapping(item)
+    except PoisonMessage as error:
+        raise PoisonMessage(f"task {index} of the bundle: {error}") from None
+
+
+def named_uuids(body: bytes | str | Any) -> list[str]:
+    """The task uuids a message names, as far as they can be read, even when it is poison.
+
+    A worker that cannot use a message still fails the tasks it names (with the
+    reason), so none of them waits forever for a render that will never come.
+    """
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return []
+    items = body if isinstance(body, list) else [body]
+    found: dict[str, None] = {}
+    for item in items:
+        uuid = item.get("uuid") if isinstance(item, dict) else None
+        if isinstance(uuid, str) and 0 < len(uuid) <= 36:
+            found[uuid] = None
+    return list(found)
 
 
 def encode(tasks: list[TaskMessage]) -> str:
@@ -129,7 +168,11 @@ def encode(tasks: list[TaskMessage]) -> str:
 def bundle(
     tasks: Iterable[TaskMessage], max_cost: int, max_tasks: int
 ) -> Iterator[list[TaskMessage]]:
-    """Group consecutive small tasks into messages of bounded cost; big tasks travel alone."""
+    """Group consecutive small tasks into messages of bounded cost; big tasks travel alone.
+
+    ``max_tasks`` is capped at :data:`MAX_BUNDLE_TASKS`: a longer bundle could not be claimed.
+    """
+    max_tasks = min(max_tasks, MAX_BUNDLE_TASKS)
     current: list[TaskMessage] = []
     current_cost = 0
     for task in tasks:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
 
 _TIME_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -32,7 +36,10 @@ class WorkerMetrics:
             registry=r,
         )
         self.messages = Counter(
-            "faafo_worker_messages", "Messages settled: ack, requeue, dead", ["outcome"], registry=r
+            "faafo_worker_messages",
+            "Messages settled: ack, requeue, dead, split",
+            ["outcome"],
+            registry=r,
         )
         self.redeliveries = Counter(
             "faafo_worker_redeliveries", "Messages received that were delivered before", registry=r
@@ -49,6 +56,16 @@ class WorkerMetrics:
         self.busy_slots = Gauge("faafo_worker_busy_slots", "Slots rendering now", registry=r)
         self.worker = worker
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> None:
-        """Expose ``/metrics`` on ``port`` from a background thread."""
-        start_http_server(port, addr=address, registry=self.registry)
+    def serve(self, port: int, address: str = "0.0.0.0") -> bool:
+        """Expose ``/metrics`` on ``port`` from a background thread; False if it cannot.
+
+        A port already taken (a second worker on a host whose configuration
+        names the port, as install.sh's does) costs the metrics, not the
+        renders: the worker logs why and carries on without them.
+        """
+        try:
+            start_http_server(port, addr=address, registry=self.registry)
+        except OSError as error:
+            log.warning("metrics not served on %s:%d: %s", address, port, error)
+            return False
+        return True
