@@ -7,8 +7,11 @@ import json
 import random
 import re
 import uuid as uuidlib
+from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import select
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import create_engine, event, insert, select
 
 from api.conftest import png_bytes, sha, task
 from faafo.store import stats as queries
@@ -69,14 +72,15 @@ def test_every_address_in_the_pages_is_local(client):
     """No CDN, no absolute URLs: behind a TLS proxy http:// URLs would be mixed content."""
     uuid = create(client)[0]
     deliver(client, uuid)
-    for path in ("/", f"/fractal/{uuid}/view", "/index/1?status=done"):
+    for path in ("/", f"/fractal/{uuid}/view", "/index/1?status=done", "/docs",
+                 f"/fractal/{uuidlib.uuid4()}/view"):
         page = client.get(path).text
         addresses = re.findall(r'(?:src|href|action)="([^"]*)"', page)
         assert addresses
         for address in addresses:
             assert address.startswith(("/", "#", "?")), f"{path}: {address}"
     for asset in ("faafo.css", "api.js", "live.js", "gallery.js", "create.js", "detail.js",
-                  "favicon.svg"):
+                  "live-page.js", "signin.js", "favicon.svg"):
         response = client.get(f"/static/{asset}")
         assert response.status_code == 200, asset
         assert "http://" not in response.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -240,3 +244,169 @@ def test_every_page_in_every_filter_matches_a_plain_sort(client, services):
                     page = queries.page_from(session, filters, anchor, number, per_page)
                     shown += [f.uuid for f in page]
                 assert shown == expected, (filters, per_page)
+
+
+# -- the API reference: our own page, nothing from a CDN ---------------------------------
+
+
+def test_docs_page_describes_every_operation_without_any_script(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    document = client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method in operations:
+            assert f'{method.upper()}</span> <code>{html.escape(path)}</code>' in page.text, path
+    for name in document["components"]["schemas"]:
+        assert f'id="schema-{name}"' in page.text, name
+    assert 'href="/openapi.json"' in page.text
+    assert "<script" not in page.text.replace('<script type="application/json"', ""), (
+        "no script: it works wherever the API does"
+    )
+    assert "width (query)" not in page.text and "results_per_page (query)" in page.text
+    assert client.get("/redoc").status_code == 404, "ReDoc loads from a CDN: not served"
+
+
+# -- private reads: the page that asks for the token ---------------------------------------
+
+
+def test_private_pages_answer_a_page_that_asks_for_the_token(client, settings):
+    uuid = create(client)[0]
+    deliver(client, uuid)
+    settings.client_token = SecretStr("page-token")
+    settings.worker_token = SecretStr("worker-token")
+    settings.private_reads = True
+    for path in ("/", "/index/1", "/gallery/cards", f"/fractal/{uuid}/view"):
+        refused = client.get(path)
+        assert refused.status_code == 401 and refused.headers["cache-control"] == "no-store"
+        page = refused.text
+        assert "This gallery is private" in page and 'id="token-dialog"' in page
+        assert "/static/signin.js" in page and '"session": "/v1/session"' in page
+        assert uuid not in page and "data-count" not in page, "no data before the token"
+    client.post("/v1/session", headers={"Authorization": "Bearer page-token"})
+    assert f'data-uuid="{uuid}"' in client.get("/").text
+
+
+# -- what the gallery says about workers and tasks in hand --------------------------------
+
+
+def test_tasks_claimed_in_a_bundle_are_claimed_not_rendering(client):
+    """A worker claims a bundle's tasks at once and renders them in turn."""
+    uuids = create(client, 3)
+    bundled_a, bundled_b, alone = uuids
+    response = client.post(
+        "/v1/worker/claim", json={"worker": "w-bundle", "uuids": [bundled_a, bundled_b]}
+    )
+    assert response.status_code == 200
+    claim(client, alone, "w-solo")
+    page = client.get("/").text
+    card = {u: page.split(f'data-uuid="{u}"')[1].split("</li>")[0] for u in uuids}
+    for uuid in (bundled_a, bundled_b):
+        assert 'badge-running">Claimed<' in card[uuid] and "Rendering" not in card[uuid]
+        assert "in a bundle of 2" in card[uuid] and "claimed by w-bundle" in card[uuid]
+    assert 'badge-running">Rendering<' in card[alone] and "rendering…" in card[alone]
+    detail = client.get(f"/fractal/{bundled_a}/view").text
+    assert "Claimed by <strong>w-bundle</strong> with 1 other task" in detail
+    assert "Rendering on <strong>w-solo</strong>" in client.get(f"/fractal/{alone}/view").text
+
+
+def test_the_worker_filter_lists_every_worker(client):
+    """The live summary shows the 50 latest workers; the filter must offer all of them."""
+    uuids = create(client, 50) + create(client, 10)
+    names = [f"w-{i:02d}" for i in range(len(uuids))]
+    for uuid, name in zip(uuids, names, strict=True):
+        deliver(client, uuid, worker=name)
+    claim(client, create(client)[0], "w-holding")  # running: named by its claimant only
+    page = client.get("/").text
+    start = page.index('id="filter-worker"')
+    offered = re.findall(r'<option value="([^"]+)"', page[start:page.index("</select>", start)])
+    assert offered == sorted([*names, "w-holding"])
+
+
+def test_one_tab_stop_per_worker_and_last_seen_relative_from_the_first_paint(client):
+    for worker in ("w-one", "w-two"):
+        for uuid in create(client, 3):
+            deliver(client, uuid, worker=worker)
+    page = client.get("/").text
+    workers = page[page.index("data-workers"):page.index("</section>", page.index("data-workers"))]
+    links = re.findall(r"<a [^>]*>", workers)
+    reachable = [a for a in links if 'tabindex="-1"' not in a]
+    hrefs = sorted(re.search(r'href="([^"]+)"', a).group(1) for a in reachable)
+    assert hrefs == ["/?worker=w-one", "/?worker=w-two"], (
+        "one link per worker (to its fractals), its thumbnails out of the tab order"
+    )
+    assert len(links) == 2 + 6, "each worker's three thumbnails still link for the pointer"
+    assert workers.count('class="worker-recent" aria-hidden="true"') == 2
+    seen = re.findall(
+        r'last seen <time datetime="([^"]+)" title="(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC">'
+        r"(just now|\d+ s ago)</time>",
+        workers,
+    )
+    assert len(seen) == 2, "relative on the first paint, the absolute time in the title"
+
+
+def test_an_empty_gallery_has_no_pager_and_a_create_button(client):
+    page = client.get("/").text
+    assert "No fractals here yet" in page and "Page <strong>" not in page
+    assert 'data-create-open aria-controls="create-panel">Create some</button>' in page
+    assert "No worker has taken a task yet" not in page, "the API cannot know of idle workers"
+    assert "Workers appear here once they take a task" in page
+    filtered = client.get("/?status=failed").text
+    assert "No fractals match these filters" in filtered
+    assert 'href="/">Show all fractals' in filtered
+
+
+# -- typed /index/N pages on PostgreSQL: the anchor first, then the page ------------------
+
+
+def test_a_typed_page_is_counted_from_its_own_anchor_while_tasks_arrive(postgres_url, tmp_path):
+    """At READ COMMITTED each statement sees new commits: the anchor must come first.
+
+    Before each query of the page a new task is committed by another connection, as
+    a busy system does. The rows shown and the anchor the page's links carry must
+    still agree: the page is the second 24 of the rows at or older than its anchor.
+    """
+    from faafo.api.app import create_app
+    from faafo.config import ApiSettings, load_settings
+    from faafo.store import fractals as store
+
+    settings = load_settings(ApiSettings, {
+        "data_dir": tmp_path, "database_url": postgres_url,
+        "transport_url": f"memory://{uuidlib.uuid4().hex}", "reconcile_interval": 3600,
+        "max_tasks_per_request": 60,
+    })
+    app = create_app(settings)
+    other = create_engine(postgres_url)
+    arriving = {"on": False, "left": 8}
+
+    def a_task_arrives(conn, cursor, statement, parameters, context, executemany):
+        if not arriving["on"] or arriving["left"] <= 0:
+            return
+        if statement.lstrip().upper().startswith("SELECT") and "fractals" in statement:
+            arriving["left"] -= 1
+            with other.begin() as connection:
+                connection.execute(insert(Fractal), [{
+                    **task(), "uuid": str(uuidlib.uuid4()), "status": "queued", "attempts": 0,
+                    "kind": "julia", "palette": "faafo", "created_at": store.utcnow(),
+                }])
+
+    try:
+        with TestClient(app) as client:
+            create(client, 60)
+            services = app.state.services
+            event.listen(services.database.engine, "before_cursor_execute", a_task_arrives)
+            arriving["on"] = True
+            page = client.get("/index/2").text
+            arriving["on"] = False
+            assert arriving["left"] < 8, "tasks arrived while the page was read"
+            anchor = queries.Anchor.decode(parse_qs(urlsplit(older_link(page)).query)["at"][0])
+            with services.database.reading() as session:
+                order = session.execute(
+                    select(Fractal.uuid, Fractal.created_at)
+                    .order_by(Fractal.created_at.desc(), Fractal.uuid.desc())
+                ).all()
+            as_of_anchor = [
+                r.uuid for r in order if (r.created_at, r.uuid) <= (anchor.created_at, anchor.uuid)
+            ]
+            assert [u for _, u in cards(page)] == as_of_anchor[24:48]
+    finally:
+        other.dispose()

@@ -13,6 +13,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import pytest
 from support.processes import free_port, wait_http, wait_until
 from support.servers import unavailable
 
+DESKTOP = {"width": 1440, "height": 960}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -78,18 +81,17 @@ class Server:
         wait_until(finished, timeout, interval=0.3, message=f"{len(uuids)} fractal(s) done")
 
 
-@pytest.fixture(scope="module")
-def server(browser, tmp_path_factory):
-    """``faafo up`` with one worker on a free port and a fresh data directory."""
-    work = tmp_path_factory.mktemp("faafo-up")
+@contextmanager
+def faafo_up(work: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``faafo up`` with one worker on a free port and a fresh data directory under ``work``."""
     port = free_port()
     log_path = work / "up.log"
-    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "config")}
+    environment = {**os.environ, "XDG_CONFIG_HOME": str(work / "config"), **(env or {})}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "faafo.client.cli", "up", "--data-dir", str(work / "data"),
              "--bind-port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -116,6 +118,13 @@ def server(browser, tmp_path_factory):
                 process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def server(browser, tmp_path_factory):
+    """``faafo up`` with one worker, tokens, public reads."""
+    with faafo_up(tmp_path_factory.mktemp("faafo-up")) as running:
+        yield running
+
+
 class Console:
     """Every console error and uncaught exception of a page, to assert there were none."""
 
@@ -139,7 +148,7 @@ def console() -> Console:
 @pytest.fixture
 def context(browser, server):
     """A fresh browser profile (its own localStorage) per test."""
-    opened = browser.new_context(viewport={"width": 1440, "height": 960}, base_url=server.url)
+    opened = browser.new_context(viewport=DESKTOP, base_url=server.url)
     opened.set_default_timeout(30_000)
     yield opened
     opened.close()

@@ -13,10 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 import faafo
-from faafo.api import errors, metrics
+from faafo.api import auth, errors, metrics
 from faafo.api.limits import BodyLimit
 from faafo.api.metrics import ApiMetrics
-from faafo.api.routes import fractals, health, pages, stats, worker
+from faafo.api.routes import docs, fractals, health, pages, session, stats, worker
 from faafo.api.services import Services
 from faafo.config import ApiSettings
 from faafo.messaging.publisher import Publisher
@@ -78,7 +78,11 @@ def create_app(
     database: Database | None = None,
     publisher: Publisher | None = None,
 ) -> FastAPI:
-    """Build the API for ``settings``; connections open lazily, migrations run on start-up."""
+    """Build the API for ``settings``; connections open lazily, migrations run on start-up.
+
+    Token settings that would leave endpoints open raise ConfigurationError.
+    """
+    auth.check_token_settings(settings)
     database = database or connect(settings.database_url)
     publisher = publisher or Publisher(settings.transport_url)
     services = Services(settings=settings, database=database, publisher=publisher)
@@ -102,6 +106,9 @@ def create_app(
         version=faafo.__version__,
         summary="The Fractals app: create Julia and Mandelbrot fractal tasks, rendered by workers.",
         lifespan=lifespan,
+        # FastAPI's Swagger UI and ReDoc load from public CDNs: /docs is our own page.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -113,7 +120,8 @@ def create_app(
         upload_bytes=settings.max_upload_bytes,
     )
     metrics.install(app, services.metrics)
-    for module in (fractals, worker, health, pages, stats):
+    for module in (fractals, worker, health, pages, stats, session, docs):
         app.include_router(module.router)
+    pages.install(app)
     _document_task_schema(app)
     return app

@@ -6,6 +6,10 @@ live counters and cards, the create form, zooming, deleting, and asking for
 a token when the API wants one. Every URL the pages write is a path, never
 an absolute URL: behind a TLS-terminating load balancer an ``http://`` URL
 built from the request would be blocked as mixed content.
+
+With ``--private-reads`` a page asked for without a credential answers 401
+with a page that asks for the client token (and trades it for a reading
+session cookie, see :mod:`faafo.api.auth`), not with JSON a person cannot use.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 import faafo
-from faafo.api import deps
+from faafo.api import auth, deps, gallery_queries
 from faafo.api.routes.stats import collect
 from faafo.api.schemas import FractalOut
 from faafo.api.services import Services
@@ -29,11 +33,13 @@ from faafo.store import fractals as store
 from faafo.store import stats as queries
 from faafo.store.models import STATUSES, Fractal
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[auth.RequirePageReader])
 Svc = Annotated[Services, Depends(deps.services)]
 PER_PAGE = 24
 # The CLI's task count when --tasks is not given: random in this range.
 TASKS_RANGE = (1, 10)
+# The most tasks the create form sends (in requests of max_tasks_per_request each).
+MAX_FORM_TASKS = 10_000
 
 StatusQuery = Annotated[str | None, Query(max_length=16)]
 WorkerQuery = Annotated[str | None, Query(max_length=255)]
@@ -61,6 +67,17 @@ class View:
         return "?" + urlencode(kept) if kept else ""
 
 
+def ago(seconds: float) -> str:
+    """How long ago, as the live script words it: ``just now``, ``4 s ago``, ``3 min ago``."""
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        return f"{round(seconds)} s ago"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min ago"
+    return f"{round(seconds / 3600)} h ago"
+
+
 def _filters(status: str | None, worker: str | None) -> queries.GalleryFilters:
     # An unknown status shows everything rather than an error page: these
     # come from links and hand-edited URLs, not from programs.
@@ -84,12 +101,15 @@ def _paths(request: Request) -> dict[str, str]:
         "stats": path("get_stats"),
         "cards": path("gallery_cards"),
         "gallery": path("index"),
+        "session": path("start_session"),
     }
 
 
-def _render(
+def render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
+    """A page from ``template``, with what every page needs (paths, version, statuses)."""
+
     def path_for(name: str, **params: Any) -> str:
         return request.url_for(name, **{k: str(v) for k, v in params.items()}).path
 
@@ -102,6 +122,7 @@ def _render(
             "paths": _paths(request),
             "version": faafo.__version__,
             "statuses": STATUSES,
+            "private_reads": deps.services(request).settings.private_reads,
             **context,
         },
         status_code=status_code,
@@ -111,27 +132,40 @@ def _render(
     return response
 
 
+def install(app: FastAPI) -> None:
+    """Page helpers for the templates, and the page that asks for a token (private reads)."""
+    app.state.templates.env.filters["ago"] = ago
+
+    @app.exception_handler(auth.PageRefused)
+    async def _refused(request: Request, refused: auth.PageRefused) -> HTMLResponse:
+        response = render(
+            request, "private.html", {"message": refused.message}, status_code=refused.code
+        )
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+
 def _results(services: Services, view: View) -> dict[str, Any]:
-    """The page's rows and the numbers around them, from one read transaction."""
+    """The page's rows and the numbers around them, from one read transaction.
+
+    The anchor is read first and the page counted from it, also for a page
+    typed without one: at READ COMMITTED (PostgreSQL's default) each
+    statement sees the rows committed before it, so a page read before its
+    anchor could hold a row the "Older" link's anchor then counts again.
+    """
     with services.database.reading() as session:
-        # Unpinned pages count from the newest row now: the same rows as no
-        # bound at all, which is cheaper to query.
-        bound = view.anchor if view.pinned else None
-        total = queries.count_from(session, view.filters, bound)
+        anchor = view.anchor if view.pinned else queries.newest(session, view.filters)
+        total = queries.count_from(session, view.filters, anchor) if anchor else 0
         total_pages = max(1, math.ceil(total / PER_PAGE))
         page = min(view.page, total_pages)
-        rows = queries.page_from(session, view.filters, bound, page, PER_PAGE) if total else []
-        if view.pinned:
-            anchor = view.anchor
-        elif page == 1 and rows:
-            anchor = queries.Anchor(rows[0].created_at, rows[0].uuid)  # the newest row itself
-        else:
-            anchor = queries.newest(session, view.filters)
+        rows = queries.page_from(session, view.filters, anchor, page, PER_PAGE) if total else []
         newer = queries.count_newer(session, view.filters, anchor) if view.pinned and anchor else 0
+        claims = gallery_queries.claim_sizes(session, rows)
     view = View(view.filters, anchor, page, view.pinned)
     return {
         "view": view,
         "fractals": rows,
+        "claims": claims,
         "page": page,
         "total_pages": total_pages,
         "total": total,
@@ -147,6 +181,7 @@ def _create_form(services: Services) -> dict[str, Any]:
         "ranges": RANDOM_RANGES,
         "integers": INTEGER_PARAMETERS,
         "tasks_range": TASKS_RANGE,
+        "max_form_tasks": MAX_FORM_TASKS,
         "kinds": KINDS,
         "palettes": PALETTES,
         "max_tasks": services.settings.max_tasks_per_request,
@@ -167,8 +202,10 @@ def _gallery(
     view = View(_filters(status, worker), anchor, page, pinned=anchor is not None)
     results = _results(services, view)
     stats = collect(services, queue=False)
-    workers = sorted({w.name for w in stats.workers} | ({worker} if worker else set()))
-    return _render(
+    with services.database.reading() as session:
+        names = gallery_queries.worker_names(session)
+    workers = sorted(set(names) | ({view.filters.worker} if view.filters.worker else set()))
+    return render(
         request,
         "gallery.html",
         {
@@ -213,7 +250,7 @@ def gallery_cards(
 ) -> HTMLResponse:
     """The first page's cards and pagers alone: what the live gallery merges in."""
     view = View(_filters(status, worker), None, 1, pinned=False)
-    return _render(request, "_results.html", _results(services, view))
+    return render(request, "_results.html", _results(services, view))
 
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -236,16 +273,18 @@ def fractal_view(request: Request, services: Svc, uuid: str) -> HTMLResponse:
     """One fractal: the full image, every field of the original's ``show``, and actions."""
     with services.database.reading() as session:
         row = store.get(session, uuid)
+        claims = gallery_queries.claim_sizes(session, [row] if row else [])
     stats = collect(services, recent=0, queue=False)
     if row is None:
-        return _render(request, "not_found.html", {"uuid": uuid, "stats": stats}, status_code=404)
-    return _render(
+        return render(request, "not_found.html", {"uuid": uuid, "stats": stats}, status_code=404)
+    return render(
         request,
         "detail.html",
         {
             "f": row,
             "record": FractalOut.of(row).model_dump(mode="json"),
             "timings": _timings(row),
+            "claimed_with": claims.get(row.uuid, 1) - 1,
             "stats": stats,
             "zooms": (2, 4, 8, 16),
         },

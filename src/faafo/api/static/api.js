@@ -27,7 +27,8 @@ export function savedToken() {
   }
 }
 
-function saveToken(token) {
+/** Keep a token the API accepted, for the next requests and pages. */
+export function saveToken(token) {
   try {
     localStorage.setItem(TOKEN_KEY, token);
   } catch {
@@ -43,6 +44,12 @@ export function forgetToken() {
     /* nothing saved */
   }
   showForgetButton();
+  // With private reads the pages are read with a session cookie made from the token: end it too.
+  if (paths.session) {
+    fetch(paths.session, { method: "DELETE", cache: "no-store" }).catch(() => {
+      /* the server is away: the cookie expires by itself */
+    });
+  }
 }
 
 function showForgetButton() {
@@ -128,6 +135,44 @@ export async function api(method, url, body, { interactive = true } = {}) {
     const type = response.headers.get("content-type") || "";
     return type.includes("json") ? response.json() : response.text();
   }
+}
+
+/**
+ * Private reads: renew the reading-session cookie from the saved token (it
+ * lasts 12 hours; images and the live cards need it). True when renewed.
+ */
+let renewing = null;
+export function renewSession() {
+  const token = savedToken();
+  if (!token || !paths.session) return Promise.resolve(false);
+  // Many images fail at once when the session ends: renew once for all of them.
+  renewing ??= fetch(paths.session, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+    cache: "no-store",
+  })
+    .then((response) => response.ok)
+    .catch(() => false)
+    .finally(() => {
+      setTimeout(() => {
+        renewing = null;
+      }, 5000);
+    });
+  return renewing;
+}
+
+// An image refused because the reading session ended: renew it and load the image again, once.
+if (document.body.hasAttribute("data-private-reads")) {
+  document.addEventListener(
+    "error",
+    async (event) => {
+      const img = event.target;
+      if (!(img instanceof HTMLImageElement) || img.dataset.renewed) return;
+      img.dataset.renewed = "1";
+      if (await renewSession()) img.src = img.src;
+    },
+    true, // error events do not bubble: listen while they go down
+  );
 }
 
 /** Say something to screen-reader users without moving their focus. */

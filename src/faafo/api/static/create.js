@@ -27,15 +27,22 @@ class FormProblem extends Error {
   }
 }
 
+/**
+ * A field's number, or null when empty. The form is novalidate (its own
+ * messages are clearer than the browser's), so the input's ``max`` is
+ * enforced here too.
+ */
 function number(form, name, { integer = false, minimum = null } = {}) {
   const input = form.elements[name];
   const text = input.value.trim();
   if (text === "") return null;
   const value = Number(text);
   const label = form.querySelector(`label[for="${input.id}"]`)?.textContent.trim() || name;
+  const maximum = input.max === "" ? null : Number(input.max);
   if (!Number.isFinite(value)) throw new FormProblem(`${label}: not a number`, input);
   if (integer && !Number.isInteger(value)) throw new FormProblem(`${label}: a whole number, please`, input);
   if (minimum !== null && value < minimum) throw new FormProblem(`${label}: at least ${minimum}`, input);
+  if (maximum !== null && value > maximum) throw new FormProblem(`${label}: at most ${maximum}`, input);
   return value;
 }
 

@@ -40,6 +40,7 @@ function setUpExplore() {
   if (!target) return;
   const image = target.querySelector("[data-explore-image]");
   const marker = target.querySelector("[data-explore-marker]");
+  const frame = target.querySelector("[data-explore-frame]");
   const coords = document.querySelector("[data-explore-coords]");
   const status = document.querySelector("[data-explore-status]");
   const form = document.querySelector("[data-explore-form]");
@@ -52,10 +53,23 @@ function setUpExplore() {
     return `x = ${x.toPrecision(8)}, y = ${y.toPrecision(8)}`;
   }
 
+  let framed = { fx: 0.5, fy: 0.5 };
+  /** The frame shows the window the zoom would render: 1/zoom of the image, centred on (fx, fy). */
+  function placeFrame(fx, fy) {
+    framed = { fx, fy };
+    const share = 100 / Number(form.elements.zoom.value);
+    frame.style.width = `${share}%`;
+    frame.style.height = `${share}%`;
+    frame.style.left = `${fx * 100 - share / 2}%`;
+    frame.style.top = `${fy * 100 - share / 2}%`;
+    frame.hidden = false;
+  }
+
   function placeMarker() {
     marker.style.left = `${point.fx * 100}%`;
     marker.style.top = `${point.fy * 100}%`;
     coords.textContent = `Marker at ${describe(point.fx, point.fy)}`;
+    placeFrame(point.fx, point.fy);
   }
 
   function fractions(event) {
@@ -100,9 +114,21 @@ function setUpExplore() {
 
   form.addEventListener("submit", (event) => event.preventDefault());
   form.elements.iterations.addEventListener("input", (event) => event.target.removeAttribute("aria-invalid"));
+  frame.hidden = true;
   target.addEventListener("pointermove", (event) => {
     const { fx, fy } = fractions(event);
     coords.textContent = describe(fx, fy);
+    placeFrame(fx, fy);
+  });
+  target.addEventListener("pointerleave", () => {
+    if (document.activeElement === target) placeFrame(point.fx, point.fy);
+    else frame.hidden = true;
+  });
+  target.addEventListener("blur", () => {
+    frame.hidden = true;
+  });
+  form.elements.zoom.addEventListener("change", () => {
+    if (!frame.hidden) placeFrame(framed.fx, framed.fy);
   });
   target.addEventListener("click", (event) => {
     // A click from Enter or Space has detail 0 and no pointer position: use the marker.

@@ -1,6 +1,6 @@
 // The gallery page: live counters, cards merged in as tasks change, the create panel.
 
-import { announce, paths } from "./api.js";
+import { announce, paths, renewSession } from "./api.js";
 import { setUpCreate } from "./create.js";
 import { startLive } from "./live.js";
 
@@ -33,8 +33,21 @@ function mergeGrid(grid, fresh) {
   return finished;
 }
 
+async function fetchCards() {
+  const options = { cache: "no-store", headers: { Accept: "text/html" } };
+  let response = await fetch(cardsUrl(), options);
+  // Private reads: the session cookie expired while the page stayed open.
+  if (response.status === 401 && (await renewSession())) response = await fetch(cardsUrl(), options);
+  return response;
+}
+
 async function refreshCards() {
-  const response = await fetch(cardsUrl(), { cache: "no-store", headers: { Accept: "text/html" } });
+  let response;
+  try {
+    response = await fetchCards();
+  } catch {
+    return; // the server is away: the counters show it, the next change retries
+  }
   if (!response.ok) return;
   const template = document.createElement("template");
   template.innerHTML = await response.text();
@@ -59,11 +72,15 @@ function setUpCreateToggle() {
   const toggle = document.querySelector("[data-create-toggle]");
   const panel = document.getElementById("create-panel");
   if (!toggle || !panel) return;
-  toggle.addEventListener("click", () => {
-    const open = panel.hidden;
+  function show(open) {
     panel.hidden = !open;
     toggle.setAttribute("aria-expanded", String(open));
     if (open) panel.querySelector("input, select")?.focus();
+  }
+  toggle.addEventListener("click", () => show(panel.hidden));
+  // The empty gallery's "Create some" (it may arrive later, with a live refresh).
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("[data-create-open]")) show(true);
   });
 }
 

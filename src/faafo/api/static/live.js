@@ -2,11 +2,12 @@
 // Polling (not server-sent events) keeps every API process stateless and works
 // through any proxy; it pauses while the tab is hidden.
 
-import { api, ApiError, announce, askForToken, paths, pathOf } from "./api.js";
+import { api, ApiError, announce, askForToken, paths, pathOf, saveToken } from "./api.js";
 
 const INTERVAL_MS = 2000;
 
-function seconds(value) {
+/** How long ago, worded as the server words it on the first paint (pages.ago). */
+export function ago(value) {
   if (value < 1) return "just now";
   if (value < 60) return `${Math.round(value)} s ago`;
   if (value < 3600) return `${Math.round(value / 60)} min ago`;
@@ -24,37 +25,58 @@ function element(tag, className, text) {
   return node;
 }
 
+function utc(moment) {
+  // "2026-12-01 19:38:15 UTC", as the server's title attribute says it.
+  return `${moment.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
+/** The same markup as _workers.html: one link per worker, decorative thumbnails. */
 function renderWorkers(list, stats) {
   const now = Date.parse(stats.generated_at);
   const items = stats.workers.map((w) => {
     const item = element("li", w.running ? "worker worker-busy" : "worker");
-    item.append(element("span", "worker-name", w.name));
-    let facts = `${w.running} rendering · ${w.done} done`;
-    if (w.failed) facts += ` · ${w.failed} failed`;
-    facts += ` · ${w.done_last_minute} in the last minute`;
-    item.append(element("span", "worker-facts", facts));
-    const seen = w.last_seen ? seconds((now - Date.parse(w.last_seen)) / 1000) : "never";
-    item.append(element("span", "worker-seen", `last seen ${seen}`));
+    const name = element("a", "worker-name", w.name);
+    name.href = `${paths.gallery}?${new URLSearchParams({ worker: w.name })}`;
+    name.append(element("span", "visually-hidden", ": show its fractals"));
+    item.append(name);
     const done = w.recent.filter((t) => t.status === "done");
     if (done.length) {
       const strip = element("span", "worker-recent");
+      strip.setAttribute("aria-hidden", "true");
       for (const task of done) {
         const link = element("a");
         link.href = pathOf(paths.view, task.uuid);
+        link.tabIndex = -1;
         const img = element("img");
         img.src = pathOf(paths.thumbnail, task.uuid);
-        img.alt = `fractal ${task.uuid.slice(0, 8)}`;
-        img.width = 28;
-        img.height = 28;
+        img.alt = "";
+        img.width = 22;
+        img.height = 22;
         link.append(img);
         strip.append(link);
       }
       item.append(strip);
     }
+    let facts = `${w.running} in hand · ${w.done} done`;
+    if (w.failed) facts += ` · ${w.failed} failed`;
+    facts += ` · ${w.done_last_minute}/min · last seen `;
+    const line = element("span", "worker-facts", facts);
+    if (w.last_seen) {
+      const seen = new Date(w.last_seen);
+      const time = element("time", "", ago((now - seen.getTime()) / 1000));
+      time.dateTime = w.last_seen;
+      time.title = utc(seen);
+      line.append(time);
+    } else {
+      line.append("never");
+    }
+    item.append(line);
     return item;
   });
-  if (!items.length) items.push(element("li", "worker worker-none", "No worker has taken a task yet."));
+  if (!items.length) items.push(element("li", "worker worker-none", "Workers appear here once they take a task."));
   list.replaceChildren(...items);
+  const count = document.querySelector("[data-workers-count]");
+  if (count) count.textContent = String(stats.workers.length);
 }
 
 function render(stats) {
@@ -70,14 +92,17 @@ function render(stats) {
   if (workers) renderWorkers(workers, stats);
 }
 
-function offerToken(live, message) {
+function offerToken(live, message, poll) {
   if (live.querySelector("[data-live-token]")) return;
   const button = element("button", "button ghost small", "Enter a token for live updates");
   button.type = "button";
   button.dataset.liveToken = "";
   button.addEventListener("click", async () => {
-    if (await askForToken(message)) {
+    const token = await askForToken(message);
+    if (token) {
+      saveToken(token);
       button.remove();
+      poll();
     }
   });
   live.append(button);
@@ -115,7 +140,12 @@ export function startLive({ onChange } = {}) {
       signature = next;
     } catch (error) {
       live?.classList.add("live-stale");
-      if (error instanceof ApiError && error.auth && live) offerToken(live, error.message);
+      if (!(error instanceof ApiError)) {
+        // A bug, not the server being away: say so where developers and tests look.
+        console.error("live update failed:", error);
+      } else if (error.auth && live) {
+        offerToken(live, error.message, poll);
+      }
     } finally {
       running = false;
       if (!document.hidden) timer = setTimeout(poll, INTERVAL_MS);
