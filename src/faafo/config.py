@@ -14,19 +14,29 @@ so one file can configure a whole host.
 from __future__ import annotations
 
 import argparse
+import ast
 import configparser
+import contextlib
+import difflib
 import os
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from faafo.logs import check_log_format, check_log_level
+from faafo.urls import check_database_url, check_endpoint_urls, check_transport_url
 
 DEFAULT_CONFIG_FILE = Path("/etc/faafo/faafo.conf")
 DEFAULT_PORT = 8080
 DEFAULT_ENDPOINT_URL = f"http://localhost:{DEFAULT_PORT}"
+
+
+class ConfigurationError(ValueError):
+    """Settings that do not validate; the message (one line) names the option or file."""
 
 
 def default_data_dir() -> Path:
@@ -64,7 +74,10 @@ class _IniSource(PydanticBaseSettingsSource):
 class CommonSettings(BaseSettings):
     """Options every service shares."""
 
-    model_config = SettingsConfigDict(env_prefix="FAAFO_", extra="ignore")
+    # Errors never echo the input: it may be a token or a URL with a password.
+    model_config = SettingsConfigDict(
+        env_prefix="FAAFO_", extra="ignore", hide_input_in_errors=True
+    )
     ini_section: ClassVar[str] = "DEFAULT"
 
     data_dir: Path = Field(
@@ -84,6 +97,21 @@ class CommonSettings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field("text", description="text or json")
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        return check_log_level(value)
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        return check_log_format(value)
+
+    @field_validator("transport_url")
+    @classmethod
+    def _transport_url(cls, value: str) -> str:
+        return check_transport_url(value) if value else value
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> CommonSettings:
         if not self.database_url:
@@ -102,6 +130,13 @@ class ApiSettings(CommonSettings):
     bind_port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port of the API")
     max_pixels: int = Field(
         100_000_000, ge=1, description="largest width x height a task may ask for"
+    )
+    max_side: int = Field(
+        65_536,
+        ge=1,
+        le=2**20,  # faafo.engine.spec.MAX_SIDE, the engine's own limit
+        description="largest width or height a task may ask for (a worker needs about "
+        "23 bytes per pixel of a row)",
     )
     max_iterations: int = Field(
         10_000, ge=1, description="largest iteration count a task may ask for"
@@ -159,7 +194,14 @@ class ApiSettings(CommonSettings):
         ge=0,
         description="fault-injection tests only: seconds to wait between committing new tasks "
         "and publishing them",
+        json_schema_extra={"hidden": True},
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # Only the API opens the database: a worker host need not have its driver.
+        return check_database_url(value) if value else value
 
     def client_tokens(self) -> list[str]:
         return _tokens(self.client_token)
@@ -201,6 +243,11 @@ class WorkerSettings(CommonSettings):
         "task back to the queue",
     )
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        return check_endpoint_urls(value)
+
 
 def _tokens(secret: SecretStr) -> list[str]:
     return [t.strip() for t in secret.get_secret_value().split(",") if t.strip()]
@@ -209,15 +256,93 @@ def _tokens(secret: SecretStr) -> list[str]:
 S = TypeVar("S", bound=CommonSettings)
 
 
+# Sections of the INI file: options every program reads, and each program's own.
+INI_SECTIONS = ("DEFAULT", "api", "worker", "client")
+# DEFAULT is read as a section like the others, so each section's own options are known.
+_NO_DEFAULT_SECTION = "\x00no default section"
+
+
+def _parse_ini(path: Path) -> dict[str, dict[str, str]]:
+    """Each section's own options (names with ``_`` for ``-``), or ConfigurationError."""
+    parser = configparser.ConfigParser(interpolation=None, default_section=_NO_DEFAULT_SECTION)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as error:
+        raise ConfigurationError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{path} is not a UTF-8 text file") from None
+    except configparser.Error as error:
+        raise ConfigurationError(_ini_error(path, error)) from None
+    return {
+        name: {k.replace("-", "_"): v for k, v in parser.items(name, raw=True)}
+        for name in parser.sections()
+    }
+
+
+def _ini_error(path: Path, error: configparser.Error) -> str:
+    """One line for what configparser reports on several."""
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f"{path} line {error.lineno}: no [section] header before {error.line.strip()!r}"
+    if isinstance(error, configparser.ParsingError) and error.errors:
+        lineno, line = error.errors[0]
+        with contextlib.suppress(ValueError, SyntaxError):
+            line = ast.literal_eval(line)  # some Pythons store the line's repr()
+        return f"{path} line {lineno}: not 'name = value': {str(line).strip()!r}"
+    if isinstance(error, configparser.DuplicateOptionError):
+        where = f"{path} line {error.lineno}"
+        return f"{where}: option {error.option!r} given twice in [{error.section}]"
+    if isinstance(error, configparser.DuplicateSectionError):
+        return f"{path} line {error.lineno}: section [{error.section}] given twice"
+    return f"{path}: " + " ".join(str(error).split())
+
+
 def read_ini(path: Path, section: str) -> dict[str, str]:
-    """Options of ``[DEFAULT]`` overlaid with those of ``[section]``."""
-    parser = configparser.ConfigParser(interpolation=None)
-    with open(path, encoding="utf-8") as handle:
-        parser.read_file(handle)
-    values = dict(parser.defaults())
-    if section != "DEFAULT" and parser.has_section(section):
-        values.update(parser.items(section))
-    return {k.replace("-", "_"): v for k, v in values.items()}
+    """Options of ``[DEFAULT]`` overlaid with those of ``[section]``.
+
+    A file that cannot be read or parsed raises ConfigurationError with one line.
+    """
+    sections = _parse_ini(path)
+    values = dict(sections.get("DEFAULT", {}))
+    if section != "DEFAULT":
+        values.update(sections.get(section, {}))
+    return values
+
+
+def _service_classes() -> tuple[type[CommonSettings], ...]:
+    return (ApiSettings, WorkerSettings)
+
+
+def check_ini(path: Path, settings_cls: type[BaseSettings]) -> None:
+    """ConfigurationError naming the option and the file for any option no program reads.
+
+    One file may configure a whole host, so ``[DEFAULT]`` may hold any service's
+    options; the service's own section only its own. Another program's section is
+    left to that program. A misspelt option is an error, not silently ignored.
+    """
+    sections = _parse_ini(path)
+    for name in sections:
+        if name not in INI_SECTIONS:
+            raise ConfigurationError(
+                f"{path}: unknown section [{name}] (sections: {', '.join(INI_SECTIONS)})"
+            )
+    everyone = {f for cls in _service_classes() for f in cls.model_fields}
+    own = getattr(settings_cls, "ini_section", "DEFAULT")
+    checks = [("DEFAULT", everyone)]
+    if own != "DEFAULT":
+        checks.append((own, set(settings_cls.model_fields)))
+    for section, known in checks:
+        for key in sections.get(section, {}):
+            if key in known:
+                continue
+            if key in everyone:
+                raise ConfigurationError(
+                    f"{path}: option {key!r} in [{section}] is not read by this program "
+                    "(put it in [DEFAULT] or the section of the program that reads it)"
+                )
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigurationError(f"{path}: unknown option {key!r} in [{section}]{hint}")
 
 
 def load_settings(
@@ -231,7 +356,10 @@ def load_settings(
     """
     if config_file is None and DEFAULT_CONFIG_FILE.is_file():
         config_file = DEFAULT_CONFIG_FILE
-    ini = read_ini(config_file, settings_cls.ini_section) if config_file else {}
+    ini: dict[str, str] = {}
+    if config_file:
+        check_ini(config_file, settings_cls)
+        ini = read_ini(config_file, settings_cls.ini_section)
 
     class _Configured(settings_cls):  # type: ignore[valid-type, misc]
         @classmethod
@@ -261,15 +389,34 @@ def add_settings_arguments(
     )
     for name, field in settings_cls.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        default = field.get_default(call_default_factory=False)
-        shown = "" if default in ("", None) or callable(default) else f" (default: {default})"
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        text = f"{field.description or name}{_shown_default(field)}; env FAAFO_{name.upper()}"
+        if extra.get("hidden"):
+            # Still accepted (the fault-injection tests use it), never advertised.
+            text = argparse.SUPPRESS
+        if field.annotation is bool:
+            # A switch (--migrate / --no-migrate); env and INI still take true/false.
+            parser.add_argument(
+                flag,
+                dest=name,
+                default=argparse.SUPPRESS,
+                action=argparse.BooleanOptionalAction,
+                help=text,
+            )
+            continue
         parser.add_argument(
-            flag,
-            dest=name,
-            default=argparse.SUPPRESS,
-            metavar=name.upper(),
-            help=f"{field.description or name}{shown}; env FAAFO_{name.upper()}",
+            flag, dest=name, default=argparse.SUPPRESS, metavar=name.upper(), help=text
         )
+
+
+def _shown_default(field: FieldInfo) -> str:
+    """`` (default: X)`` for --help; nothing for empty or secret defaults."""
+    default = field.get_default(call_default_factory=True)
+    if default in ("", None) or isinstance(default, SecretStr):
+        return ""
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    return f" (default: {default})"
 
 
 def settings_from_args(settings_cls: type[S], args: argparse.Namespace) -> S:
@@ -285,10 +432,6 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-class ConfigurationError(Exception):
-    """Settings that do not validate; the message names the option."""
-
-
 def service_settings(settings_cls: type[S], args: argparse.Namespace) -> S:
     """Settings for a service's main(), with any validation error as one readable line."""
     try:
@@ -297,6 +440,8 @@ def service_settings(settings_cls: type[S], args: argparse.Namespace) -> S:
         first = error.errors()[0]
         name = str(first["loc"][0]) if first.get("loc") else ""
         where = f"--{name.replace('_', '-')}: " if name else ""
-        raise ConfigurationError(f"bad configuration: {where}{first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"bad configuration: {where}{message}") from None
     except (ValueError, OSError, configparser.Error) as error:
-        raise ConfigurationError(f"bad configuration: {error}") from None
+        text = " ".join(str(error).split())
+        raise ConfigurationError(f"bad configuration: {text}") from None

@@ -138,3 +138,13 @@ def test_assembly_rejects_bands_that_do_not_fit():
         b"".join(assemble_png(20, 10, [grey.getvalue()]))
     with pytest.raises(ValueError):
         assemble_thumbnail(20, 10, good[:1])
+
+
+@pytest.mark.parametrize(("width", "height"), [(2**20 + 1, 1), (1, 2**20 + 1), (0, 5)])
+def test_assembly_refuses_sides_beyond_the_engine_limit_before_allocating(width, height):
+    # An assembly's sizes come from a message, not a FractalSpec: the thumbnail's
+    # per-column arrays (8 bytes a column) must not be sized by an unchecked width.
+    with pytest.raises(ValueError, match=r"(width|height) must be in 1\.\.1048576"):
+        assemble_thumbnail(width, height, [])
+    with pytest.raises(ValueError, match=r"(width|height) must be in 1\.\.1048576"):
+        write_assembled_png(width, height, [], io.BytesIO())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import stat
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -58,13 +61,14 @@ def test_mandelbrot_with_a_smooth_palette(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--width", "0"], "width must be >= 1"),
+    (["--width", "0"], "width must be in 1.."),
     (["--iterations", "-5"], "iterations"),
     (["--xa", "nan"], "xa must be finite"),
     (["--c-real", "0.3"], "--c-real and --c-imag must be given together"),
     (["--c-real", "0.3", "--c-imag", "0.1", "--seed", "3"], "not both"),
     (["--kind", "mandelbrot", "--seed", "3"], "julia only"),
     (["--threads", "0"], "--threads"),
+    (["--seed", "-3"], "--seed must be >= 0"),
 ])
 def test_bad_values_give_one_line(argv, message, tmp_path, capsys):
     assert render.run(parse(*argv, "-o", str(tmp_path / "x.png"))) == 2
@@ -119,3 +123,112 @@ def test_imports_no_server_code():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _limited(address_space: int | None = None, file_size: int | None = None):
+    """preexec_fn: caps for the child, so a regression fails the test, not the machine."""
+    import resource
+
+    def apply() -> None:
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        if file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+    return apply
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    (["--width", "3000000000", "--height", "1"], "width must be in 1..1048576"),
+    (["--width", "1", "--height", "3000000000"], "height must be in 1..1048576"),
+    (["--width", str(2**20 + 1), "--height", "1"], "width must be in 1..1048576"),
+])
+def test_over_large_sides_are_refused_before_anything_is_allocated(size, message, tmp_path):
+    # The issue's command: it was OOM-killed at 19.5 GB and left an empty c.png. Under a
+    # 2 GiB address-space cap a regression shows as a failure here, not on the machine.
+    done = subprocess.run([sys.executable, "-m", "faafo.client.cli", "render", *size,
+                           "--iterations", "1", "-o", "c.png"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=_limited(address_space=2 << 30))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == [], "no output file, not even an empty one"
+
+
+def test_a_write_failing_midway_leaves_the_old_file_and_no_partial_one(tmp_path):
+    from faafo.engine.warmup import warm_up
+
+    warm_up()  # the kernels' disk cache is written here, not under the child's file cap
+    out = tmp_path / "julia.png"
+    out.write_bytes(b"the previous image")
+    # A real failure in the middle of the PNG: the file-size cap makes write() fail
+    # with EFBIG once 64 KiB are written (Python ignores SIGXFSZ).
+    done = subprocess.run([sys.executable, "-m", "faafo.client.cli", "render", "--width",
+                           "1500", "--height", "1500", "--iterations", "64", "--seed", "5",
+                           "-o", str(out)], capture_output=True, text=True, timeout=300,
+                          preexec_fn=_limited(file_size=64 << 10))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "cannot write" in done.stderr, done.stderr
+    assert "File too large" in done.stderr and "Traceback" not in done.stderr
+    assert out.read_bytes() == b"the previous image"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["julia.png"], "temporary file removed"
+
+
+@pytest.mark.parametrize(("error", "message"), [
+    (MemoryError(), "not enough memory to render 64x48"),
+    (ValueError("PNG sides must be\n1..2**31-1"), "render failed: PNG sides must be 1..2**31-1"),
+    (OSError(28, "No space left on device"), "No space left on device"),
+])
+def test_render_errors_are_one_line_and_leave_no_file(error, message, tmp_path, monkeypatch,
+                                                      capsys):
+    def failing_write_png(spec, out, *, threads=None):
+        out.write(b"\x89PNG half an image")
+        raise error
+
+    monkeypatch.setattr(render, "write_png", failing_write_png)
+    out = tmp_path / "x.png"
+    assert render.run(parse("--width", "64", "--height", "48", "-o", str(out))) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_file_appears_complete_with_ordinary_permissions(tmp_path, capsys):
+    out = tmp_path / "j.png"
+    seen: list[bool] = []
+    real_write_png = render.write_png
+
+    def watching_write_png(spec, handle, *, threads=None):
+        result = real_write_png(spec, handle, threads=threads)
+        seen.append(out.exists())  # everything written, not yet renamed
+        return result
+
+    previous = os.umask(0o027)
+    try:
+        render.write_png = watching_write_png
+        assert render.run(parse("--width", "40", "--height", "30", "-o", str(out))) == 0
+    finally:
+        render.write_png = real_write_png
+        os.umask(previous)
+    assert seen == [False], "the target only appears once the image is complete"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640, "what open() would give under umask 027"
+    assert Image.open(out).size == (40, 30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.png"]
+
+
+def test_a_fifo_target_is_written_not_replaced(tmp_path):
+    # Renaming over a target that is not a regular file would replace it (for /dev/null,
+    # as root, the machine's). A FIFO shows both sides: it must stay and get the PNG.
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    done = subprocess.run([sys.executable, "-m", "faafo.client.cli", "render", "--width", "16",
+                           "--height", "16", "--seed", "1", "-o", str(fifo)],
+                          capture_output=True, text=True, timeout=120)
+    reader.join(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode), "the FIFO itself is still there"
+    assert received and Image.open(io.BytesIO(received[0])).size == (16, 16)

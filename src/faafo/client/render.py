@@ -1,20 +1,34 @@
 """``faafo render``: render a fractal to a PNG file locally, with no service running.
 
 Uses only ``faafo.engine``. Prints the Julia constant ``c`` that was used (so the image
-can be reproduced with ``--c-real/--c-imag``) and the time spent. Bad arguments give one
-line on stderr and exit status 2; a file that cannot be written gives exit status 1.
-Also runnable as ``python -m faafo.client.render [options]``.
+can be reproduced with ``--c-real/--c-imag``) and the time spent. Bad arguments (sides
+over the engine's ``MAX_SIDE`` included) give one line on stderr and exit status 2,
+before anything is allocated or written; a render or write that fails (no memory, disk
+full, unwritable directory) gives one line and exit status 1.
+
+The file appears only when complete: the PNG is written to a temporary file in the
+same directory and renamed over the target at the end, so a failure or Ctrl-C never
+leaves a partial (or truncated former) image behind. ``-o -`` writes to standard
+output instead. Also runnable as ``python -m faafo.client.render [options]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
+import stat
 import sys
+import tempfile
 import time
-from typing import NoReturn
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, NoReturn, TypeVar
 
 from faafo.engine import KINDS, PALETTES, FractalSpec, resolve_c, write_png
+
+T = TypeVar("T")
 
 DEFAULTS = {
     "width": 1024,
@@ -126,6 +140,9 @@ def spec_from_args(args: argparse.Namespace) -> FractalSpec:
         raise ValueError("--c-real/--c-imag/--seed apply to --kind julia only")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.seed is not None and args.seed < 0:
+        # random.Random(-3) is Random(3): refused, as the API refuses it.
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     return FractalSpec(
         width=args.width,
         height=args.height,
@@ -150,6 +167,46 @@ def _describe_c(c: complex | None) -> str:
     )
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], T]) -> T:
+    """``write(file)`` into a temporary file next to ``path``, renamed to ``path`` at the end.
+
+    On any failure (or KeyboardInterrupt) the temporary file is removed and ``path`` is
+    left as it was. The result gets the mode an ordinary ``open`` would have given
+    (or keeps that of the file it replaces). A target that exists but is not a regular
+    file (``/dev/null``, a FIFO) is written directly: renaming over it would replace it.
+    """
+    target = Path(path)
+    try:
+        existing = os.stat(target)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        if stat.S_ISDIR(existing.st_mode):
+            raise IsADirectoryError(21, "Is a directory", path)
+        with open(target, "wb") as out:
+            return write(out)
+    mode = stat.S_IMODE(existing.st_mode) if existing else 0o666 & ~_current_umask()
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     """Renders as the parsed options say; returns the exit status."""
     prog = "faafo render"
@@ -159,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{prog}: error: {error}\n")
         return 2
     info = sys.stderr if args.output == "-" else sys.stdout
+    unwritten = "" if args.output == "-" else f"; {args.output} was not written"
     # Resolve c first, so the file's constant is the one printed even for a random c.
     spec = dataclasses.replace(spec, c=resolve_c(spec))
     started = time.perf_counter()
@@ -167,11 +225,23 @@ def run(args: argparse.Namespace) -> int:
             result = write_png(spec, sys.stdout.buffer, threads=args.threads)
             sys.stdout.buffer.flush()
         else:
-            with open(args.output, "wb") as out:
-                result = write_png(spec, out, threads=args.threads)
+            result = write_atomically(
+                args.output, lambda out: write_png(spec, out, threads=args.threads)
+            )
     except OSError as error:
         sys.stderr.write(f"{prog}: error: cannot write {args.output}: {error.strerror or error}\n")
         return 1
+    except MemoryError:
+        size = f"{spec.width}x{spec.height}"
+        sys.stderr.write(f"{prog}: error: not enough memory to render {size}{unwritten}\n")
+        return 1
+    except ValueError as error:
+        reason = " ".join(str(error).split())
+        sys.stderr.write(f"{prog}: error: render failed: {reason}{unwritten}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted{unwritten}\n")
+        return 130
     elapsed = time.perf_counter() - started
     print(_describe_c(result.c), file=info)
     print(

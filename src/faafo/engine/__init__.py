@@ -12,8 +12,9 @@ Public API (the worker, the API and ``faafo render`` use only these names):
 
 Modules: ``spec`` (parameters), ``constant`` (c), ``kernel`` (numba escape counts),
 ``colour`` (palettes), ``png`` (encoder), ``thumbnail``, ``render`` (pipeline),
-``bands`` (split and join). Importing this package does not import numba; the kernels
-are compiled (or loaded from the on-disk cache) on the first render.
+``bands`` (split and join), ``warmup`` (load every kernel ahead of the first task).
+Importing this package does not import numba; the kernels are compiled (or loaded from
+the on-disk cache) on the first render, or by ``warmup.warm_up()``.
 """
 
 from faafo.engine.bands import (

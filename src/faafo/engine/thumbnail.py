@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from faafo.engine import png
+from faafo.engine.spec import MAX_SIDE as SPEC_MAX_SIDE
+from faafo.engine.spec import _int as checked_int
 
 MAX_SIDE = 256
 
@@ -29,6 +31,10 @@ class Thumbnailer:
     """Accumulates RGB strips (top to bottom) of a width x height image into a thumbnail."""
 
     def __init__(self, width: int, height: int) -> None:
+        # Checked before the per-column arrays are allocated: the bands' assembly builds
+        # one from a message's sizes, not from a validated FractalSpec.
+        width = checked_int("width", width, 1, SPEC_MAX_SIDE)
+        height = checked_int("height", height, 1, SPEC_MAX_SIDE)
         self.width = width
         self.height = height
         self.tw, self.th = thumbnail_size(width, height)

@@ -1,4 +1,10 @@
-"""``faafo up``: the whole app on this machine with one command."""
+"""``faafo up``: the whole app on this machine with one command.
+
+Secrets never go on a child's command line (``ps`` shows it to every user):
+the database and queue URLs travel as ``FAAFO_DATABASE_URL`` and
+``FAAFO_TRANSPORT_URL``, the tokens as ``FAAFO_*_TOKEN``. The API gets both
+tokens and the database; the workers only the worker token and the queue.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,32 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from faafo.config import DEFAULT_PORT, default_data_dir
+from faafo.launcher.addresses import can_listen, public_url, url_host, worker_endpoint
+from faafo.logs import check_log_format, check_log_level
+from faafo.urls import check_database_url, check_transport_url
+
+# What only the API may hold; what neither child may inherit from the caller by accident.
+_API_ONLY = ("FAAFO_CLIENT_TOKEN", "FAAFO_DATABASE_URL")
+_TOKENS = ("FAAFO_CLIENT_TOKEN", "FAAFO_WORKER_TOKEN")
+
+
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse ``type`` from a checker that raises ValueError: one-line usage errors."""
+
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = check.__name__
+    return parse
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -36,10 +63,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--bind-port", type=_port, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT})"
     )
-    up.add_argument("--listen-address", default="127.0.0.1", help="API address (default 127.0.0.1)")
-    up.add_argument("--database-url", help="use this database instead of SQLite")
     up.add_argument(
-        "--transport-url", help="use this queue (amqp://...) instead of the embedded one"
+        "--listen-address",
+        default="127.0.0.1",
+        help="API address (default 127.0.0.1; 0.0.0.0 or :: for every interface)",
+    )
+    up.add_argument(
+        "--database-url",
+        type=_checked(check_database_url),
+        help="use this database instead of SQLite",
+    )
+    up.add_argument(
+        "--transport-url",
+        type=_checked(check_transport_url),
+        help="use this queue (amqp://...) instead of the embedded one",
     )
     up.add_argument(
         "--open",
@@ -64,8 +101,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=30.0,
         help="seconds of low backlog before shrinking (default 30)",
     )
-    up.add_argument("--log-format", choices=("text", "json"), default="text")
-    up.add_argument("--log-level", default="INFO")
+    up.add_argument(
+        "--autoscale-metrics-port",
+        type=_port,
+        default=0,
+        help="serve the autoscaler's Prometheus metrics on this port (default: not served)",
+    )
+    up.add_argument(
+        "--log-format", type=_checked(check_log_format), default="text", help="text or json"
+    )
+    up.add_argument(
+        "--log-level",
+        type=_checked(check_log_level),
+        default="INFO",
+        help="DEBUG, INFO, WARNING or ERROR (default INFO)",
+    )
     up.set_defaults(run=run)
 
 
@@ -88,6 +138,28 @@ def _bounds(text: str) -> tuple[int, int]:
     if not 0 <= bounds[0] <= bounds[1] or bounds[1] < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= MIN <= MAX and MAX >= 1")
     return bounds
+
+
+def child_environments(
+    base: dict[str, str],
+    tokens: dict[str, str] | None,
+    database_url: str | None,
+    transport_url: str | None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The API's and the workers' environments, built from ``base`` (the caller's).
+
+    ``tokens`` None (``--open``): no token at all, even one the caller had exported.
+    """
+    api = {k: v for k, v in base.items() if tokens is not None or k not in _TOKENS}
+    if tokens is not None:
+        api["FAAFO_CLIENT_TOKEN"] = tokens["client_token"]
+        api["FAAFO_WORKER_TOKEN"] = tokens["worker_token"]
+    if database_url:
+        api["FAAFO_DATABASE_URL"] = database_url
+    if transport_url:
+        api["FAAFO_TRANSPORT_URL"] = transport_url
+    workers = {k: v for k, v in api.items() if k not in _API_ONLY}
+    return api, workers
 
 
 def _wait_ready(url: str, processes: list, timeout: float = 60.0) -> bool:
@@ -130,24 +202,24 @@ def run(args: argparse.Namespace) -> int:
         print("faafo: error: --workers must be >= 0 and --concurrency >= 1", file=sys.stderr)
         return 2
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    host = (
-        "localhost"
-        if args.listen_address in ("127.0.0.1", "0.0.0.0", "::")
-        else args.listen_address
-    )
-    url = f"http://{host}:{args.bind_port}"
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((args.listen_address, args.bind_port))
-        except OSError as error:
-            print(
-                f"faafo: error: cannot listen on {args.listen_address}:{args.bind_port}: "
-                f"{error.strerror}",
-                file=sys.stderr,
-            )
-            return 1
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(
+            f"faafo: error: cannot create the data directory {data_dir}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 1
+    url = public_url(args.listen_address, args.bind_port)
+    endpoint = worker_endpoint(args.listen_address, args.bind_port)
+    why_not = can_listen(args.listen_address, args.bind_port)
+    if why_not:
+        print(
+            f"faafo: error: cannot listen on {url_host(args.listen_address)}:{args.bind_port}: "
+            f"{why_not}",
+            file=sys.stderr,
+        )
+        return 1
     common = [
         "--data-dir",
         str(data_dir),
@@ -156,17 +228,13 @@ def run(args: argparse.Namespace) -> int:
         "--log-level",
         args.log_level,
     ]
-    if args.database_url:
-        common += ["--database-url", args.database_url]
-    if args.transport_url:
-        common += ["--transport-url", args.transport_url]
     api_argv = [
         sys.executable,
         "-m",
         "faafo.api.main",
         *common,
         "--listen-address",
-        args.listen_address,
+        args.listen_address.strip("[]"),
         "--bind-port",
         str(args.bind_port),
     ]
@@ -176,19 +244,33 @@ def run(args: argparse.Namespace) -> int:
         "faafo.worker.main",
         *common,
         "--endpoint-url",
-        f"http://127.0.0.1:{args.bind_port}",
+        endpoint,
         "--concurrency",
         str(args.concurrency),
     ]
-    env = dict(os.environ)
+    tokens = None
     if not args.open:
-        tokens = load_or_create_tokens(data_dir)
-        env["FAAFO_CLIENT_TOKEN"] = tokens["client_token"]
-        env["FAAFO_WORKER_TOKEN"] = tokens["worker_token"]
+        try:
+            tokens = load_or_create_tokens(data_dir)
+        except OSError as error:
+            print(
+                f"faafo: error: cannot keep the tokens in {data_dir}: {error.strerror or error}",
+                file=sys.stderr,
+            )
+            return 1
         from faafo.client import credentials
 
         credentials.remember(url, tokens["client_token"])
-    supervisor = Supervisor(api_argv, worker_argv, worker_name_prefix=socket.gethostname(), env=env)
+    env, worker_env = child_environments(
+        dict(os.environ), tokens, args.database_url, args.transport_url
+    )
+    supervisor = Supervisor(
+        api_argv,
+        worker_argv,
+        worker_name_prefix=socket.gethostname(),
+        env=env,
+        worker_env=worker_env,
+    )
     stop = threading.Event()
 
     def _on_signal(_signum: int, _frame: object) -> None:
@@ -210,12 +292,29 @@ def run(args: argparse.Namespace) -> int:
             down_cooldown=args.autoscale_down_cooldown,
         )
         autoscaler = Autoscaler(
-            policy, LocalWorkers(supervisor), api_backlog(url, env.get("FAAFO_CLIENT_TOKEN"))
+            policy,
+            LocalWorkers(supervisor),
+            api_backlog(endpoint, env.get("FAAFO_CLIENT_TOKEN")),
         )
+        if args.autoscale_metrics_port:
+            from prometheus_client import start_http_server
+
+            # The API process has its own registry; the decisions live in this one,
+            # served beside the API (same listen address).
+            try:
+                start_http_server(
+                    args.autoscale_metrics_port,
+                    addr=args.listen_address.strip("[]"),
+                    registry=autoscaler.metrics.registry,
+                )
+            except OSError as error:
+                port = args.autoscale_metrics_port
+                print(f"faafo: error: --autoscale-metrics-port {port}: {error}", file=sys.stderr)
+                return 1
         args.workers = low
     supervisor.start(args.workers)
     assert supervisor.api is not None
-    if not _wait_ready(url, [supervisor.api.process]):
+    if not _wait_ready(endpoint, [supervisor.api.process]):
         print("faafo: error: the API did not become ready; see the log above", file=sys.stderr)
         supervisor.stop()
         return 1

@@ -4,6 +4,10 @@ The same programs a split deployment runs (``faafo-api``, ``faafo-worker``),
 started with URLs that point at each other, so the laptop exercises the very
 code path of the cloud. A child that crashes is restarted with back-off; the
 worker pool can be resized while running (the autoscaler uses that).
+
+The API and the workers get environments of their own (``env`` and
+``worker_env``), so a worker never holds what only the API needs (the client
+token, the database URL).
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ def _die_with_parent() -> None:
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     process: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self) -> None:
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        self.process = subprocess.Popen(self.argv, env=env, preexec_fn=preexec)
+        self.process = subprocess.Popen(self.argv, env=self.env, preexec_fn=preexec)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -52,6 +57,8 @@ class Supervisor:
     worker_argv: list[str]
     worker_name_prefix: str
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # The workers' environment; None: the same as the API's.
+    worker_env: dict[str, str] | None = None
     stop_timeout: float = 30.0
     api: Child | None = None
     workers: list[Child] = field(default_factory=list)
@@ -61,8 +68,8 @@ class Supervisor:
 
     def start(self, workers: int) -> None:
         if self.api_argv:
-            self.api = Child("api", self.api_argv)
-            self.api.start(self.env)
+            self.api = Child("api", self.api_argv, self.env)
+            self.api.start()
         self.scale(workers)
 
     def scale(self, count: int) -> None:
@@ -74,8 +81,9 @@ class Supervisor:
         while len(self.workers) < count:
             index = self._free_index()
             name = f"{self.worker_name_prefix}-w{index}"
-            child = Child(name, [*self.worker_argv, "--name", name])
-            child.start(self.env)
+            env = self.env if self.worker_env is None else self.worker_env
+            child = Child(name, [*self.worker_argv, "--name", name], env)
+            child.start()
             self.workers.append(child)
             log.info("started worker %s", name)
         while len(self.workers) > count:
@@ -119,7 +127,7 @@ class Supervisor:
                 child.next_start = now + min(30.0, 0.5 * 2 ** min(child.restarts, 6))
                 child.process = None
                 continue
-            child.start(self.env)
+            child.start()
             child.next_start = 0.0
 
     def _stop_children(self, children: list[Child]) -> None:
