@@ -8,8 +8,9 @@
 #   install.sh [-i faafo|messaging|database|loadbalancer]... [-r api|worker|demo]...
 #              [-e ENDPOINT_URL] [-m TRANSPORT_URL] [-d DATABASE_URL] [-b BACKENDS]
 #              [-t CLIENT_TOKEN] [-w WORKER_TOKEN] [-n NAME] [-s PIP_SOURCE]
-#              [-o SECTION.OPTION=VALUE]...
-#   install.sh -P unit-api|unit-worker|haproxy   print a generated file and exit
+#              [-o SECTION.OPTION=VALUE]... [-f ROLE]... [-a GROUP=SOURCES]...
+#   install.sh -P unit-api|unit-worker|haproxy|firewall-ROLE|firewall-ipv6   print a file
+#   install.sh -P firewall -f ROLE... -a GROUP=SOURCES...   print the rules -f would apply
 #
 #   -i faafo         install the faafo package (pip, into $FAAFO_VENV)
 #   -i messaging     RabbitMQ, with the user, password and vhost of -m (guest is deleted)
@@ -17,8 +18,17 @@
 #                    user and password of -d, reachable from other hosts
 #   -i loadbalancer  HAProxy in front of the API servers of -b (host:port,host:port)
 #   -r api           run faafo-api (port 80 unless -o api.bind_port=N)
-#   -r worker        run faafo-worker, delivering to -e (a comma-separated list fails over)
+#   -r worker        run faafo-worker, delivering to -e (a comma-separated list fails over),
+#                    metrics on port 9100 (-o worker.metrics_port=N; 0: none)
 #   -r demo          create a few fractals once through -e
+#   -f ROLE          firewall this host (iptables-restore; the whole filter table is
+#                    replaced): services, api, loadbalancer or worker, repeatable.
+#                    Inbound is dropped except loopback, replies, ping, SSH and what
+#                    the role serves, each port only to the groups of -a
+#   -a GROUP=SOURCES who belongs to a group, as IPv4 addresses or CIDR blocks separated
+#                    by commas: api, worker, loadbalancer, prometheus, admin (SSH,
+#                    default anywhere), clients (the balancer's port 80, default anywhere).
+#                    A port whose group is not given stays closed
 #
 # Passwords inside the URLs must be URL-safe (letters, digits, - _ . ~): they are
 # written as given into the configuration of the servers and of faafo.
@@ -38,11 +48,12 @@
 set -eu
 
 PROG=${0##*/}
+has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; }
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '8,21p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//' >&2 || true
+    sed -n '8,32p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//' >&2 || true
     exit 2
 }
 
@@ -67,7 +78,31 @@ else
 fi
 PIP_SOURCE="${FAAFO_PIP_SOURCE:-$DEFAULT_SOURCE}"
 
-while getopts "i:r:e:m:d:b:t:w:n:s:o:P:h" opt; do
+FIREWALL=""
+GROUPS_GIVEN=""
+# Sources of each group of -a (read through eval by allow()): SSH and the balancer's
+# port are open to anywhere unless -a says otherwise, the rest is closed.
+# shellcheck disable=SC2034
+GROUP_api="" GROUP_worker="" GROUP_loadbalancer="" GROUP_prometheus=""
+# shellcheck disable=SC2034
+GROUP_admin="0.0.0.0/0" GROUP_clients="0.0.0.0/0"
+
+add_group() {  # GROUP=SOURCES: IPv4 addresses and CIDR blocks only (they go into rules)
+    group=${1%%=*} sources=${1#*=}
+    case $1 in *=*) ;; *) die "-a wants GROUP=SOURCES, for example -a api=10.0.0.6,10.0.0.8" ;; esac
+    case $group in api|worker|loadbalancer|prometheus|admin|clients) ;;
+        *) die "unknown group -a $group (api, worker, loadbalancer, prometheus, admin, clients)" ;; esac
+    case $sources in
+        ""|,*|*,|*,,*|*[!0-9./,]*) die "-a $group: IPv4 addresses or CIDR blocks separated by commas, not '$sources'" ;;
+    esac
+    if has "$GROUPS_GIVEN" "$group"; then
+        eval "sources=\$GROUP_$group,\$sources"
+    fi
+    GROUPS_GIVEN="$GROUPS_GIVEN $group"
+    eval "GROUP_$group=\$sources"
+}
+
+while getopts "i:r:e:m:d:b:t:w:n:s:o:P:f:a:h" opt; do
     case $opt in
         i) case $OPTARG in faafo|messaging|database|loadbalancer) ;;
                *) die "unknown component -i $OPTARG" ;; esac
@@ -87,13 +122,15 @@ while getopts "i:r:e:m:d:b:t:w:n:s:o:P:h" opt; do
            EXTRA="$EXTRA
 $OPTARG" ;;
         P) PRINT=$OPTARG ;;
+        f) case $OPTARG in services|api|loadbalancer|worker) ;;
+               *) die "unknown firewall role -f $OPTARG (services, api, loadbalancer or worker)" ;; esac
+           FIREWALL="$FIREWALL $OPTARG" ;;
+        a) add_group "$OPTARG" ;;
         *) usage ;;
     esac
 done
 shift $((OPTIND - 1))
 [ $# -eq 0 ] || usage
-
-has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; }
 
 PREFIX="${FAAFO_PREFIX:-}"
 PREFIX=${PREFIX%/}
@@ -182,13 +219,22 @@ defaults
     timeout server 120s
     timeout http-request 30s
     # A refused or dropped connection is retried up to 3 times, each retry on
-    # another server: clients see no error while an API host goes away.
+    # another server: clients see no error while an API host goes away. A request
+    # answered with nothing (the server died while on it) is retried only when
+    # repeating it is harmless: see disable-l7-retry in the backend.
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response
+    # Only a request HAProxy holds whole can be sent again: wait for the body (up
+    # to one buffer) before picking a server. Slow senders then tie up HAProxy,
+    # not an API process.
+    option http-buffer-request
 
 frontend faafo
     bind :80
+    # Metrics are per API process: Prometheus scrapes each API host directly,
+    # and through the balancer they would be a random instance's, so refuse them.
+    http-request return status 404 content-type application/json string '{"code": 404, "message": "/metrics is served by each API host, not by the load balancer"}' if { path,url_dec -m reg ^/+metrics(/|$) }
     default_backend faafo-api
 
 # Which API servers are up, for operators on this host only (CSV: /stats;csv).
@@ -204,6 +250,10 @@ backend faafo-api
     option httpchk GET /readyz
     http-check expect status 200
     default-server inter 1s fall 2 rise 2
+    # A POST the server may have committed before dying is not replayed, unless
+    # it carries an Idempotency-Key (the API answers a repeat with the first
+    # answer). A connection that failed is still retried: nothing was sent.
+    http-request disable-l7-retry if METH_POST !{ req.hdr(Idempotency-Key) -m found }
 EOF
     n=0
     old_ifs=$IFS
@@ -215,18 +265,121 @@ EOF
     IFS=$old_ifs
 }
 
+# The firewall: one iptables-restore table per host, default deny inbound. deploy/firewall/
+# holds each role's table with sources and ports left as ${NAME} placeholders
+# (-P firewall-ROLE); -f fills them in from -a and -o, leaving out the lines of a
+# group that was not given.
+
+TEMPLATE=0
+
+extra_value() {  # SECTION.KEY DEFAULT: the value given with -o, else DEFAULT
+    found=$(echo "$EXTRA" | sed -n "s/^$1=//p" | tail -1)
+    echo "${found:-$2}"
+}
+
+port_of() {  # PLACEHOLDER VALUE: the placeholder in a template, else the value
+    if [ "$TEMPLATE" = 1 ]; then echo "\${$1}"; else echo "$2"; fi
+}
+
+allow() {  # PORT GROUP WHAT: accept TCP to PORT from the group's sources
+    port=$1 group=$2
+    if [ "$TEMPLATE" = 1 ]; then
+        case $group in
+            clients) name=CLIENT ;;
+            *) name=$(echo "$group" | tr '[:lower:]' '[:upper:]') ;;
+        esac
+        sources="\${${name}_HOSTS}"
+    else
+        case $port in ""|*[!0-9]*) die "firewall: port '$port' is not a number (see -o)" ;; esac
+        eval "sources=\$GROUP_$group"
+        if [ -z "$sources" ] || [ "$port" = 0 ]; then
+            echo "# $3: closed (no -a $group=...)"
+            return
+        fi
+    fi
+    echo "# $3"
+    echo "-A INPUT -p tcp -s $sources --dport $port -j ACCEPT"
+}
+
+firewall_role() {  # ROLE: the accept rules of one role
+    case $1 in
+        services)
+            allow 5432 api "PostgreSQL: API hosts only"
+            allow 3306 api "MariaDB: API hosts only"
+            allow 5672 api "RabbitMQ (AMQP): API hosts..."
+            allow 5672 worker "... and workers (epmd 4369 and Erlang's 25672 stay closed)"
+            allow 9101 prometheus "faafo autoscale --metrics-port 9101, if it runs here: Prometheus" ;;
+        api)
+            api_port=$(port_of API_PORT "$(extra_value api.bind_port 80)")
+            allow "$api_port" loadbalancer "faafo-api: the load balancer..."
+            allow "$api_port" worker "... workers given a list of API addresses..."
+            allow "$api_port" prometheus "... and Prometheus (GET /metrics)" ;;
+        loadbalancer)
+            allow 80 clients "HAProxy: clients (browsers, the faafo CLI) and workers" ;;
+        worker)
+            metrics_port=$(port_of WORKER_METRICS_PORT "$(extra_value worker.metrics_port 9100)")
+            allow "$metrics_port" prometheus "faafo-worker's metrics: Prometheus only" ;;
+    esac
+}
+
+firewall_rules() {  # ROLE...: the whole IPv4 filter table of a host with these roles
+    echo "# faafo firewall for the roles:$(printf ' %s' "$@"): written by faafo's deploy/install.sh"
+    if [ "$TEMPLATE" = 1 ]; then
+        echo "# Apply with install.sh -f ROLE -a GROUP=SOURCES..., or fill in the \${...}"
+        echo "# yourself and load it with iptables-restore."
+    fi
+    cat <<'EOF'
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p icmp --icmp-type echo-request -j ACCEPT
+EOF
+    allow 22 admin "SSH: administrators"
+    for role in "$@"; do
+        firewall_role "$role"
+    done
+    echo "COMMIT"
+}
+
+firewall_ipv6() {  # faafo talks IPv4 only: over IPv6 a host lets in no more than SSH
+    cat <<'EOF'
+# faafo firewall, IPv6: written by faafo's deploy/install.sh
+# faafo's services talk IPv4; over IPv6 only replies, ICMPv6 (neighbour
+# discovery needs it) and SSH get in.
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p ipv6-icmp -j ACCEPT
+-A INPUT -p tcp --dport 22 -j ACCEPT
+COMMIT
+EOF
+}
+
 case $PRINT in
     "") ;;
     unit-api) unit_file api; exit 0 ;;
     unit-worker) unit_file worker; exit 0 ;;
+    firewall-services|firewall-api|firewall-loadbalancer|firewall-worker)
+        TEMPLATE=1; firewall_rules "${PRINT#firewall-}"; exit 0 ;;
+    firewall-ipv6) firewall_ipv6; exit 0 ;;
+    firewall)
+        [ -n "$FIREWALL" ] || die "-P firewall: say which roles with -f ROLE"
+        # shellcheck disable=SC2086 # one word per role
+        firewall_rules $FIREWALL; exit 0 ;;
     haproxy)  # without -b: HAProxy takes the two API addresses from its environment
         # shellcheck disable=SC2016 # written literally, expanded by HAProxy
         from_env='"${FAAFO_API_1}","${FAAFO_API_2}"'
         haproxy_config "${BACKENDS:-$from_env}"; exit 0 ;;
-    *) die "-P unit-api, unit-worker or haproxy" ;;
+    *) die "-P unit-api, unit-worker, haproxy, firewall-ROLE, firewall-ipv6 or firewall" ;;
 esac
 
-[ -n "$INSTALL$RUN" ] || usage
+[ -n "$INSTALL$RUN$FIREWALL" ] || usage
 
 # ---------------------------------------------------------------- helpers
 
@@ -417,13 +570,24 @@ install_database() {
     esac
 }
 
+# An API host cut off from the network in the middle of a transaction (a pulled
+# cable, a partition) leaves its session open on the server, holding row locks
+# that stall every other API's claim of those tasks. The server ends a session
+# idle inside a transaction after 30 s (an API's transactions take milliseconds)
+# and probes silent peers with TCP keepalives.
+PG_SETTINGS="idle_in_transaction_session_timeout=30s tcp_keepalives_idle=30 tcp_keepalives_interval=10 tcp_keepalives_count=3"
+MARIADB_IDLE_TRANSACTION_TIMEOUT=30
+
 install_postgresql() {  # USER PASSWORD DATABASE
     apt_install postgresql
     if [ "$SUPERVISOR" = systemd ]; then
         version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
         conf="/etc/postgresql/$version/main"
         mkdir -p "$conf/conf.d"
-        echo "listen_addresses = '*'" > "$conf/conf.d/faafo.conf"
+        {
+            echo "listen_addresses = '*'"
+            for setting in $PG_SETTINGS; do echo "${setting%%=*} = '${setting#*=}'"; done
+        } > "$conf/conf.d/faafo.conf"
         grep -q "faafo: remote" "$conf/pg_hba.conf" || printf '%s\n' \
             "host all all 0.0.0.0/0 scram-sha-256 # faafo: remote API hosts" \
             "host all all ::/0 scram-sha-256 # faafo: remote API hosts" >> "$conf/pg_hba.conf"
@@ -446,7 +610,10 @@ install_postgresql() {  # USER PASSWORD DATABASE
             printf '%s\n' "host all all 0.0.0.0/0 scram-sha-256" >> "$data/pg_hba.conf"
         fi
         if ! is_alive "$RUN_DIR/postgresql.pid"; then
-            supervise postgresql runuser -u postgres -- "$bin/postgres" -D "$data"
+            options=""
+            for setting in $PG_SETTINGS; do options="$options -c $setting"; done
+            # shellcheck disable=SC2086 # one word per option
+            supervise postgresql runuser -u postgres -- "$bin/postgres" -D "$data" $options
         fi
         psql_as() { runuser -u postgres -- psql -h "$sockets" -X -q -v ON_ERROR_STOP=1 "$@"; }
         wait_for 60 PostgreSQL psql_as -c "select 1"
@@ -468,7 +635,8 @@ install_postgresql() {  # USER PASSWORD DATABASE
 install_mariadb() {  # USER PASSWORD DATABASE
     apt_install mariadb-server
     if [ "$SUPERVISOR" = systemd ]; then
-        printf '[mysqld]\nbind-address = 0.0.0.0\n' > /etc/mysql/mariadb.conf.d/99-faafo.cnf
+        printf '[mysqld]\nbind-address = 0.0.0.0\nidle_transaction_timeout = %s\n' \
+            "$MARIADB_IDLE_TRANSACTION_TIMEOUT" > /etc/mysql/mariadb.conf.d/99-faafo.cnf
         systemctl enable mariadb >/dev/null
         systemctl restart mariadb
         sql() { mariadb --protocol=socket -uroot -e "$1"; }
@@ -483,7 +651,8 @@ install_mariadb() {  # USER PASSWORD DATABASE
         if ! is_alive "$RUN_DIR/mariadb.pid"; then
             supervise mariadb mariadbd --no-defaults --user=mysql --datadir="$data" \
                 --socket="$sockets/mysqld.sock" --pid-file="$sockets/mysqld.pid" \
-                --bind-address=0.0.0.0 --port=3306
+                --bind-address=0.0.0.0 --port=3306 \
+                --idle-transaction-timeout="$MARIADB_IDLE_TRANSACTION_TIMEOUT"
         fi
         sql() { mariadb --no-defaults --socket="$sockets/mysqld.sock" -uroot -e "$1"; }
     fi
@@ -555,6 +724,8 @@ write_config() {
             opt worker endpoint_url "$ENDPOINT_URL"
             opt worker worker_token "$WORKER_TOKEN"
             opt worker name "$NAME"
+            # Prometheus scrapes every worker here (-o worker.metrics_port=0: off).
+            opt worker metrics_port 9100
             extra_of worker
         fi
     } > "$CONFIG_FILE.new"
@@ -589,7 +760,28 @@ run_demo() {
         --width 256 --height 256 --iterations 256
 }
 
+apply_firewall() {
+    command -v iptables-restore >/dev/null || apt_install iptables
+    mkdir -p "$ETC_DIR"
+    # shellcheck disable=SC2086 # one word per role
+    firewall_rules $FIREWALL > "$ETC_DIR/firewall.rules"
+    firewall_ipv6 > "$ETC_DIR/firewall6.rules"
+    iptables-restore --test < "$ETC_DIR/firewall.rules" || die "the firewall rules do not load"
+    iptables-restore < "$ETC_DIR/firewall.rules"
+    if command -v ip6tables-restore >/dev/null; then
+        ip6tables-restore < "$ETC_DIR/firewall6.rules"
+    fi
+    # iptables-persistent loads these at boot; without it, run -f again after a reboot.
+    if [ -z "$PREFIX" ] && [ -d /etc/iptables ]; then
+        cp "$ETC_DIR/firewall.rules" /etc/iptables/rules.v4
+        cp "$ETC_DIR/firewall6.rules" /etc/iptables/rules.v6
+    fi
+    log "firewall for$FIREWALL applied (rules in $ETC_DIR/firewall.rules)"
+}
+
 # ---------------------------------------------------------------- main
+
+[ -z "$FIREWALL" ] || apply_firewall
 
 has "$INSTALL" messaging && install_messaging
 has "$INSTALL" database && install_database

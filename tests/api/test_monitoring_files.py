@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -51,3 +53,56 @@ def test_files_parse_and_name_real_metrics(client):
     ).read_text()
     missing = referenced(text) - names
     assert not missing, f"unknown metrics: {sorted(missing)}"
+
+
+def families(api_client) -> dict[str, set[tuple[str, str]]]:
+    """Each exported family name: which component exports it, with which type."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, set[tuple[str, str]]] = {}
+    for component, registry in (
+        ("worker", WorkerMetrics("w").registry),
+        ("autoscaler", AutoscaleMetrics().registry),
+    ):
+        for family in registry.collect():
+            found.setdefault(family.name, set()).add((component, family.type))
+    for family in text_string_to_metric_families(api_client.get("/metrics").text):
+        found.setdefault(family.name, set()).add(("api", family.type))
+    return found
+
+
+def test_no_metric_name_means_two_things(client):
+    """One name, one meaning: a dashboard summing a name over every job must not mix kinds.
+
+    (The API once exported a gauge ``faafo_worker_tasks`` while workers export
+    a counter family of the same name.)
+    """
+    shared = {name: owners for name, owners in families(client).items() if len(owners) > 1}
+    assert not shared, f"exported by several components: {shared}"
+
+
+def test_not_ready_alert_watches_readiness_not_only_up():
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
+    by_name = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+    expr = by_name["FaafoApiNotReady"]["expr"]
+    assert "faafo_ready" in expr and "== 0" in expr, expr
+
+
+def test_prometheus_scrapes_workers_where_install_serves_and_opens_metrics():
+    """prometheus.yml's worker port is the one install.sh configures and its firewall opens."""
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    ports = {
+        target.rsplit(":", 1)[1]
+        for static in jobs["faafo-worker"]["static_configs"]
+        for target in static["targets"]
+    }
+    install = MONITORING.parent / "install.sh"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    rules = subprocess.run(
+        ["bash", str(install), "-P", "firewall", "-f", "worker", "-a", "prometheus=192.0.2.9"],
+        env=env, capture_output=True, text=True, check=True, timeout=30,
+    ).stdout
+    opened = set(re.findall(r"-s 192\.0\.2\.9 --dport (\d+) -j ACCEPT", rules))
+    assert ports == opened == {"9100"}, (ports, opened)
+    assert re.search(r"opt worker metrics_port (\d+)", install.read_text()).group(1) == "9100"

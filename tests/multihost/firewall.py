@@ -1,45 +1,46 @@
-"""The seed's security groups as iptables rules inside each host's namespace.
+"""The shipped firewall (deploy/firewall/ROLE.rules) applied inside each host's namespace.
 
-OpenStack security groups admit traffic by the group of its source; here a
-group is an address block (API hosts in one /28, workers in another), so a
-worker added later is admitted to the queue with no rule change, exactly as a
-new member of a security group is. Everything else inbound is dropped, as a
-security group does (silently, no reset).
+The harness does not keep rules of its own: it loads the very files a real
+deployment applies (``install.sh -f ROLE`` renders the same text, a test in
+test_deploy_files.py checks it), with the ``${...}`` placeholders filled in
+with this test range's addresses. A group is an address block (API hosts in
+one /28, workers in another), so a worker added later is admitted with no rule
+change, as a new member of an OpenStack security group is. Everything else
+inbound is dropped, silently, as a security group does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from pathlib import Path
 
 from multihost.network import Host
 
-ANYWHERE = "0.0.0.0/0"
+FIREWALL = Path(__file__).resolve().parents[2] / "deploy" / "firewall"
+ROLES = ("services", "api", "loadbalancer", "worker")
+_PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 
 
-@dataclass(frozen=True)
-class Allow:
-    port: int
-    source: str = ANYWHERE
+def rules(role: str, values: Mapping[str, str]) -> str:
+    """The role's shipped ``iptables-restore`` table with every placeholder filled in."""
+    template = (FIREWALL / f"{role}.rules").read_text()
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"deploy/firewall/{role}.rules needs {name}")
+        return values[name]
+
+    return _PLACEHOLDER.sub(fill, template)
 
 
-def rules(allowed: list[Allow]) -> str:
-    """An ``iptables-restore`` table: default drop, replies and loopback allowed."""
-    lines = [
-        "*filter",
-        ":INPUT DROP [0:0]",
-        ":FORWARD DROP [0:0]",
-        ":OUTPUT ACCEPT [0:0]",
-        "-A INPUT -i lo -j ACCEPT",
-        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        "-A INPUT -p icmp -j ACCEPT",
-    ]
-    lines += [f"-A INPUT -p tcp -s {a.source} --dport {a.port} -j ACCEPT" for a in allowed]
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
-def apply(host: Host, allowed: list[Allow]) -> None:
-    done = host.popen(["iptables-restore"], stdin=-1, stdout=-1, stderr=-1)
-    _, error = done.communicate(rules(allowed), timeout=30)
+def restore(host: Host, table: str, program: str = "iptables-restore") -> None:
+    done = host.popen([program], stdin=-1, stdout=-1, stderr=-1)
+    _, error = done.communicate(table, timeout=30)
     if done.returncode != 0:
-        raise RuntimeError(f"iptables-restore on {host.name}: {error}")
+        raise RuntimeError(f"{program} on {host.name}: {error}")
+
+
+def apply(host: Host, role: str, values: Mapping[str, str]) -> None:
+    restore(host, rules(role, values))

@@ -8,17 +8,20 @@ of each host live under its own ``FAAFO_PREFIX``, nothing is installed
 (``FAAFO_PYTHON`` is the interpreter running the tests, ``FAAFO_NO_APT=1``),
 and services run under the script's own supervisor since there is no systemd.
 
-Addresses (the seed's security groups become address blocks, see firewall.py)::
+Each host's firewall is the shipped deploy/firewall/ROLE.rules (see firewall.py),
+the seed's security groups becoming address blocks::
 
-    client   10.99.0.100   the outside world (browsers, the CLI)
+    client   10.99.0.100   the outside world (browsers, the CLI); the administrators
+    monitor  10.99.0.9     Prometheus: scrapes the APIs and the workers directly
     lb       10.99.0.10    HAProxy, port 80 from anywhere
-    api-N    10.99.0.16+N  port 80 from anywhere (the seed gave them floating IPs)
-    worker-N 10.99.0.32+N  nothing inbound
-    services 10.99.0.2     5672 from APIs and workers, 5432 from APIs only
+    api-N    10.99.0.16+N  port 80 from the balancer, the workers and Prometheus
+    worker-N 10.99.0.32+N  metrics port 9100 from Prometheus, nothing else
+    services 10.99.0.2     5672 from APIs and workers, 5432 and 3306 from APIs only
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import secrets
 import subprocess
@@ -30,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from multihost import firewall
-from multihost.firewall import Allow
 from multihost.network import Host, Network
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,11 +40,13 @@ INSTALL = REPO / "deploy" / "install.sh"
 AGENT = Path(__file__).with_name("agent.py")
 
 SERVICES = "10.99.0.2"
+MONITOR = "10.99.0.9"
 LB = "10.99.0.10"
 CLIENT = "10.99.0.100"
 API_BLOCK = "10.99.0.16/28"
 WORKER_BLOCK = "10.99.0.32/28"
 API_PORT = 80
+WORKER_METRICS_PORT = 9100
 
 
 def api_address(n: int) -> str:
@@ -53,15 +57,17 @@ def worker_address(n: int) -> str:
     return f"10.99.0.{32 + n}"
 
 
-# The seed's groups: services (3306/5432 from api; 5672 from worker and api),
-# api (80), worker (nothing); SSH is left out, there is no sshd here.
-GROUPS: dict[str, list[Allow]] = {
-    "services": [Allow(5432, API_BLOCK), Allow(3306, API_BLOCK),
-                 Allow(5672, API_BLOCK), Allow(5672, WORKER_BLOCK)],
-    "api": [Allow(API_PORT)],
-    "lb": [Allow(80)],
-    "worker": [],
-    "client": [],
+# The placeholders of deploy/firewall/*.rules for this range: install.sh -f fills
+# them in from -a GROUP=SOURCES on a real host.
+FIREWALL = {
+    "ADMIN_HOSTS": CLIENT,
+    "CLIENT_HOSTS": "0.0.0.0/0",
+    "LOADBALANCER_HOSTS": LB,
+    "API_HOSTS": API_BLOCK,
+    "WORKER_HOSTS": WORKER_BLOCK,
+    "PROMETHEUS_HOSTS": MONITOR,
+    "API_PORT": str(API_PORT),
+    "WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
 }
 
 # Shorter than production so that failures recover within a test's time:
@@ -105,8 +111,11 @@ class Agent:
         return answer["body"]
 
     def can_connect(self, address: str, port: int, timeout: float = 1.0) -> bool:
-        return bool(self._ask({"op": "connect", "host": address, "port": port,
-                               "timeout": timeout})["ok"])
+        return bool(self.connect(address, port, timeout)["ok"])
+
+    def connect(self, address: str, port: int, timeout: float = 1.0) -> dict[str, Any]:
+        """``{"ok": bool, "error": repr}``: refused and timed out are told apart."""
+        return self._ask({"op": "connect", "host": address, "port": port, "timeout": timeout})
 
     def close(self) -> None:
         if self._process.poll() is None:
@@ -173,17 +182,22 @@ class Topology:
                "FAAFO_STOP_TIMEOUT": "20"}
         self.host(name).run(["bash", str(INSTALL), *args], env=env, timeout=timeout)
 
-    def add_host(self, name: str, address: str, group: str) -> Host:
-        """A new host in a security group of GROUPS; run a role on it with install()."""
+    def add_host(self, name: str, address: str, role: str | None) -> Host:
+        """A new host behind the shipped firewall of its role (none: outside the deployment).
+
+        Run the role itself on it with install().
+        """
         host = self.network.add_host(name, address)
-        firewall.apply(host, GROUPS[group])
+        if role is not None:
+            firewall.apply(host, role, FIREWALL)
         return host
 
     def build(self) -> None:
         self.network.create()
         self.add_host("services", SERVICES, "services")
-        self.add_host("lb", LB, "lb")
-        self.add_host("client", CLIENT, "client")
+        self.add_host("lb", LB, "loadbalancer")
+        self.add_host("client", CLIENT, None)
+        self.add_host("monitor", MONITOR, None)
         for n in (1, 2):
             self.add_host(f"api-{n}", api_address(n), "api")
         with ThreadPoolExecutor(4) as pool:
@@ -230,13 +244,17 @@ class Topology:
                   and len(self.balancer_status()) == self.apis, timeout, "both APIs UP in HAProxy",
                   "lb")
 
-    def add_worker(self, n: int, extra: tuple[str, ...] = ()) -> Host:
-        """A new worker host, cabled, firewalled, and its role started: nothing else changes."""
+    def add_worker(self, n: int, extra: tuple[str, ...] = (), endpoint: str | None = None) -> Host:
+        """A new worker host, cabled, firewalled, and its role started: nothing else changes.
+
+        It delivers through the load balancer unless ``endpoint`` says otherwise
+        (a list of API addresses, say); running it again on a worker converges.
+        """
         name = f"worker-{n}"
         if name not in self.network.hosts:
             self.add_host(name, worker_address(n), "worker")
         options = [a for option in (*WORKER_OPTIONS, *extra) for a in ("-o", option)]
-        self.install(name, "-i", "faafo", "-r", "worker", "-e", self.url,
+        self.install(name, "-i", "faafo", "-r", "worker", "-e", endpoint or self.url,
                      "-m", self.transport_url, "-w", self.worker_token, *options)
         if name not in self.workers:
             self.workers.append(name)
@@ -354,8 +372,15 @@ class Topology:
             self.wait_api_ready(n)
         self.wait_balanced()
         for n in (1, 2, 3):
-            if self.pid(f"worker-{n}", "faafo-worker") is None:
+            name = f"worker-{n}"
+            if self.pid(name, "faafo-worker") is None or self.endpoint_of(name) != self.url:
                 self.add_worker(n)
+
+    def endpoint_of(self, name: str) -> str | None:
+        """The endpoint_url install.sh wrote into a worker's configuration."""
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(self.host(name).path("etc/faafo/faafo.conf"))
+        return parser.get("worker", "endpoint_url", fallback=None)
 
     def close_agents(self) -> None:
         for agent in self._agents.values():
