@@ -134,9 +134,12 @@ def _outputs(demo, stack) -> dict[str, Any]:
     return {output["output_key"]: output.get("output_value") for output in stack.outputs}
 
 
-def _heat_users(admin) -> set[str]:
+def _heat_users(admin, stack_name: str) -> set[str]:
+    """The stack-domain users heat made for one stack (named after it), so that
+    stacks of tests running beside this one do not count."""
     domain = admin.identity.find_domain("heat", ignore_missing=False)
-    return {user.id for user in admin.identity.users(domain_id=domain.id)}
+    return {user.id for user in admin.identity.users(domain_id=domain.id)
+            if (user.name or "").startswith(f"{stack_name}-")}
 
 
 def test_heat_stack_wait_condition_and_autoscaling(openstack_demo, openstack_admin,
@@ -144,7 +147,6 @@ def test_heat_stack_wait_condition_and_autoscaling(openstack_demo, openstack_adm
     import requests
 
     demo, name = openstack_demo, unique("smoke")
-    heat_users_before = _heat_users(openstack_admin)
     stack = demo.orchestration.create_stack(name=name, template=STACK_TEMPLATE.read_text())
     stack = demo.orchestration.get_stack(stack.id)
     openstack_cleanup(lambda: demo.orchestration.delete_stack(stack, ignore_missing=True))
@@ -160,6 +162,7 @@ def test_heat_stack_wait_condition_and_autoscaling(openstack_demo, openstack_adm
     stored = base64.b64decode(openstack_admin.compute.get_server(web).user_data).decode()
     assert endpoint in stored
     assert demo.orchestration.get_stack(stack.id).status == "CREATE_IN_PROGRESS"
+    assert _heat_users(openstack_admin, name), "the wait handle has its stack-domain user"
 
     signal = requests.post(endpoint, headers={"X-Auth-Token": token},
                            json={"status": "SUCCESS", "id": "web", "data": "ready"}, timeout=30)
@@ -186,4 +189,58 @@ def test_heat_stack_wait_condition_and_autoscaling(openstack_demo, openstack_adm
     for server_id in [outputs["web_id"], *outputs["workers_ids"]]:
         assert gone(lambda server_id=server_id: demo.compute.get_server(server_id))
     assert gone(lambda: demo.network.get_security_group(outputs["web_group_id"]))
-    assert _heat_users(openstack_admin) == heat_users_before
+    assert _heat_users(openstack_admin, name) == set(), "deleting the stack removed its users"
+
+
+def _settled(demo, lb_id: str):
+    """The load balancer once Octavia's flow for the last change has finished."""
+    return eventually(
+        lambda: (lb := demo.load_balancer.get_load_balancer(lb_id)).provisioning_status
+        in ("ACTIVE", "ERROR") and lb, "the load balancer to settle")
+
+
+def test_octavia_load_balancer_through_the_flows_with_a_floating_ip(openstack_bed, openstack_demo,
+                                                                     openstack_cleanup):
+    """An Octavia load balancer, listener, pool, health monitor and member go
+    ACTIVE through octavia-api, RPC and octavia-worker's flows; its VIP is a
+    neutron port of the project that takes a floating IP; a cascade delete
+    removes the port too."""
+    if not openstack_bed.has_octavia:
+        pytest.skip("the bed was brought up without Octavia")
+    demo, name = openstack_demo, unique("smoke")
+    subnet = demo.network.find_subnet("private-subnet", ignore_missing=False)
+    public = demo.network.find_network("public", ignore_missing=False)
+    lbs = demo.load_balancer
+    lb = lbs.create_load_balancer(name=name, vip_subnet_id=subnet.id)
+    openstack_cleanup(lambda: lbs.delete_load_balancer(lb.id, ignore_missing=True, cascade=True))
+    assert _settled(demo, lb.id).provisioning_status == "ACTIVE"
+    listener = lbs.create_listener(name=name, protocol="HTTP", protocol_port=80,
+                                   load_balancer_id=lb.id)
+    _settled(demo, lb.id)
+    pool = lbs.create_pool(name=name, protocol="HTTP", lb_algorithm="ROUND_ROBIN",
+                           listener_id=listener.id)
+    _settled(demo, lb.id)
+    monitor = lbs.create_health_monitor(pool_id=pool.id, type="HTTP", delay=5, timeout=3,
+                                        max_retries=3, http_method="GET", url_path="/readyz",
+                                        expected_codes="200")
+    _settled(demo, lb.id)
+    member = lbs.create_member(pool.id, address="10.0.0.200", protocol_port=80)
+    lb = _settled(demo, lb.id)
+    assert lb.provisioning_status == "ACTIVE"
+    for item in (lbs.get_listener(listener.id), lbs.get_pool(pool.id),
+                 lbs.get_health_monitor(monitor.id), lbs.get_member(member.id, pool.id)):
+        assert item.provisioning_status == "ACTIVE", item
+    assert lbs.get_health_monitor(monitor.id).operating_status == "ONLINE"
+
+    vip = demo.network.get_port(lb.vip_port_id)
+    assert (vip.project_id, vip.device_owner) == (lb.project_id, "Octavia")
+    assert vip.fixed_ips == [{"subnet_id": subnet.id, "ip_address": lb.vip_address}]
+    floating = demo.network.create_ip(floating_network_id=public.id, port_id=vip.id)
+    openstack_cleanup(lambda: demo.network.delete_ip(floating, ignore_missing=True))
+    assert floating.fixed_ip_address == lb.vip_address
+
+    demo.network.delete_ip(floating)
+    lbs.delete_load_balancer(lb.id, cascade=True)
+    eventually(lambda: gone(lambda: lbs.get_load_balancer(lb.id)), "the load balancer to go")
+    assert gone(lambda: demo.network.get_port(vip.id))
+    assert gone(lambda: demo.network.get_ip(floating.id))

@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "external_network": None,
     "key_file": None,
     "pip_source": "faafo",
+    "lb": "auto",
 }
 
 
@@ -48,6 +49,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--network", help="private network (default private)")
     up.add_argument("--external-network", help="floating IP pool (default: the first external)")
     up.add_argument("--pip-source", help="what the servers pip install (default faafo)")
+    up.add_argument(
+        "--lb",
+        choices=("auto", "octavia", "haproxy"),
+        help="scaled: the load balancer: Octavia, an HAProxy server, or auto (default: "
+        "Octavia when the cloud has a load-balancer service)",
+    )
     up.add_argument("--timeout", type=float, default=900.0, help="seconds to wait (default 900)")
     sub.add_parser("status", parents=[common], help="servers, roles, addresses, app URL")
     sub.add_parser("down", parents=[common], help="delete everything the deployment created")
@@ -114,6 +121,8 @@ def _up(conn: Any, args: argparse.Namespace, console: Any) -> int:
         )
     state = _state(args)
     state.heat = args.heat or (old is not None and old.heat)
+    if state.heat and args.lb == "octavia":
+        raise DeployError("--heat builds the templates' HAProxy server: drop --lb octavia")
     state.save()  # before creating anything: an interrupted up keeps its secrets
     deployment = Deployment(conn, state)
     with console.status(f"faafo deploy up {state.name} ({state.topology})") as status:
@@ -165,6 +174,8 @@ def _status(conn: Any, args: argparse.Namespace, console: Any) -> int:
         table.add_row(row["server"], row["roles"], row["addresses"], row["state"])
     out = Console(width=200)
     out.print(table)
+    if state.topology == "scaled":
+        out.print(f"load balancer: {Deployment(conn, state).lb_kind()} (--lb {state.lb})")
     out.print(f"app URL: {url or '-'}")
     return 0
 

@@ -1,7 +1,8 @@
 """Make the cloud match a plan, found by names and a description marker.
 
 Every resource is named ``PREFIX-short`` and neutron resources carry the
-description ``faafo-deploy:PREFIX``, servers the metadata ``faafo_deploy``;
+description ``faafo-deploy:PREFIX``, servers the metadata ``faafo_deploy``,
+the Octavia load balancer (octavia.py) the marker as description and tag;
 ``up`` creates only what is missing, removes surplus workers, and so finishes
 an interrupted run; ``down`` deletes only what carries the marker.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faafo.deploy import octavia
 from faafo.deploy.errors import DeployError
 from faafo.deploy.roles import roles
 from faafo.deploy.state import State
@@ -75,6 +77,25 @@ class Deployment:
     def floating_ips(self) -> list[Any]:
         return [f for f in self.conn.network.ips() if self.ours(f)]
 
+    def lb_kind(self) -> str:
+        """``octavia`` or ``haproxy``: the state's ``--lb`` choice resolved on this cloud."""
+        return octavia.resolve(self.conn, self.state.lb)
+
+    def balancer(self, wait: float = 600.0) -> octavia.Balancer:
+        """The deployment's Octavia load balancer (whether or not it exists yet)."""
+        return octavia.Balancer(
+            self.conn,
+            self.name,
+            marker(self.name),
+            self.changes.created,
+            self.changes.deleted,
+            self.say,
+            wait,
+        )
+
+    def _has_octavia(self) -> bool:
+        return bool(self.conn.has_service(octavia.SERVICE))
+
     # ------------------------------------------------------------ checks
 
     def preflight(self) -> dict[str, Any]:
@@ -122,16 +143,26 @@ class Deployment:
 
     def _up(self, wait: float) -> Created:
         found = self.preflight()
-        p = plan(self.state.topology, self.state.apis, self.state.workers)
+        kind = self.lb_kind() if self.state.topology == "scaled" else "haproxy"
+        p = plan(self.state.topology, self.state.apis, self.state.workers, lb=kind)
         key_name = self.keypair(found["key"])
         group_ids = self._groups(p)
         wanted = {s.name for s in p.servers}
         self._remove_surplus(wanted)
+        self._remove_stale_groups(p)
         ports = {
             s.name: self._port(s.name, found["network"], group_ids[s.group]) for s in p.servers
         }
         addresses = {n: port.fixed_ips[0]["ip_address"] for n, port in ports.items()}
-        user_data = roles(p, addresses, self.state)
+        vip = None
+        if kind == "octavia":
+            # Before the servers: the workers' user data names the VIP.
+            apis = {s.name: addresses[s.name] for s in p.servers if s.kind == "api"}
+            lb = self.balancer(wait).converge(found["network"], found["external"], apis)
+            vip = lb.vip_address
+        elif self.state.topology == "scaled" and self._has_octavia():
+            self.balancer(wait).remove()  # --lb haproxy after an Octavia one
+        user_data = roles(p, addresses, self.state, lb_address=vip)
         existing = {s.name: s for s in self.servers()}
         building = []
         for server in p.servers:
@@ -247,6 +278,16 @@ class Deployment:
         self.changes.created.append(f"floating IP {fip.floating_ip_address}")
         return fip
 
+    def _remove_stale_groups(self, p: Plan) -> None:
+        """Our groups the plan no longer has (``lb`` once Octavia balances),
+        after their servers are gone."""
+        names = {f"{self.name}-{g.name}" for g in p.groups}
+        for group in self.groups():
+            if group.name not in names:
+                self.say(f"deleting security group {group.name}")
+                self.conn.network.delete_security_group(group)
+                self.changes.deleted.append(f"security group {group.name}")
+
     def _remove_surplus(self, wanted: set[str]) -> None:
         """Servers (and their ports, IPs) of ours that the plan no longer has: extra workers."""
         doomed = [s for s in self.servers() if s.name[len(self.name) + 1 :] not in wanted]
@@ -268,6 +309,8 @@ class Deployment:
 
     def down(self, wait: float = 300.0) -> Created:
         """Delete everything with our marker, in dependency order."""
+        if self._has_octavia():
+            self.balancer(wait).remove()
         servers = self.servers()
         for server in servers:
             self.say(f"deleting server {server.name}")
@@ -299,7 +342,8 @@ class Deployment:
     # ------------------------------------------------------------ status
 
     def status(self) -> tuple[list[dict[str, str]], str | None]:
-        """Rows (server, roles, addresses, state) and the app URL."""
+        """Rows (server, roles, addresses, state) and the app URL; an Octavia
+        load balancer is a row too, and the URL is then its floating IP's."""
         fips = {f.port_id: f.floating_ip_address for f in self.floating_ips()}
         ports = {p.device_id: p for p in self.ports()}
         rows, url = [], None
@@ -317,6 +361,17 @@ class Deployment:
                     "state": server.status,
                 }
             )
+        summary = self.balancer().summary() if self._has_octavia() else None
+        if summary is not None:
+            rows.append(
+                {
+                    "server": summary.name,
+                    "roles": "octavia load balancer",
+                    "addresses": ", ".join(a for a in (summary.vip, summary.floating_ip) if a),
+                    "state": f"{summary.provisioning}/{summary.operating}",
+                }
+            )
+            url = f"http://{summary.floating_ip}/" if summary.floating_ip else None
         return rows, url
 
 

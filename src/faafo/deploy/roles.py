@@ -15,8 +15,15 @@ BROKER_USER = "faafo"  # RabbitMQ's own user: install.sh deletes guest
 DB_USER = "faafo"
 
 
-def roles(plan: Plan, addresses: dict[str, str], state: State) -> dict[str, Role]:
-    """install.sh invocations by server short name."""
+def roles(
+    plan: Plan, addresses: dict[str, str], state: State, lb_address: str | None = None
+) -> dict[str, Role]:
+    """install.sh invocations by server short name.
+
+    ``lb_address`` is the Octavia load balancer's VIP (scaled with Octavia):
+    workers then deliver results through it, as the seed's figure has them do;
+    without one they get the list of API addresses and fail over themselves.
+    """
     s = state.secrets
     tokens = {"FAAFO_CLIENT_TOKEN": s.client_token, "FAAFO_WORKER_TOKEN": s.worker_token}
     pip = {"FAAFO_PIP_SOURCE": state.pip_source}
@@ -30,6 +37,8 @@ def roles(plan: Plan, addresses: dict[str, str], state: State) -> dict[str, Role
         broker = addresses["services"]
         apis = [a for a in plan.servers if a.kind == "api"]
         endpoint = ",".join(f"http://{addresses[a.name]}:{HTTP}" for a in apis)
+        if lb_address:
+            endpoint = f"http://{lb_address}:{HTTP}"
     transport = f"amqp://{BROKER_USER}:{s.broker_password}@{broker}:{AMQP}/faafo"
     database = (
         f"mysql+pymysql://{DB_USER}:{s.database_password}@{addresses['services']}:{MYSQL}/faafo"

@@ -58,6 +58,8 @@ class State:
     key_file: str | None = None
     pip_source: str = "faafo"
     heat: bool = False
+    #: ``--lb``: auto (Octavia when the cloud has it), octavia or haproxy.
+    lb: str = "auto"
     secrets: Secrets = field(default_factory=Secrets)
 
     @property

@@ -60,12 +60,19 @@ class Plan:
         return next(g for g in self.groups if g.name == name)
 
 
-def groups(topology: str) -> tuple[Group, ...]:
+LOAD_BALANCERS = ("haproxy", "octavia")
+
+
+def groups(topology: str, lb: str = "haproxy") -> tuple[Group, ...]:
     """The seed's security groups for ``topology`` (faafo-v1.md, "Topologies").
 
     The scaled topology adds ``lb`` for the HAProxy server the seed did not have
-    (it gave every API a floating IP instead); it only opens SSH and HTTP.
+    (it gave every API a floating IP instead); it only opens SSH and HTTP. With
+    an Octavia load balancer (``lb="octavia"``) there is no such server and no
+    ``lb`` group: the API group's HTTP rule already admits the VIP.
     """
+    if lb not in LOAD_BALANCERS:
+        raise ValueError(f"unknown load balancer {lb!r}: one of {', '.join(LOAD_BALANCERS)}")
     if topology == "aio":
         return (Group("aio", (Rule(SSH), Rule(HTTP))),)
     if topology == "split":
@@ -81,16 +88,20 @@ def groups(topology: str) -> tuple[Group, ...]:
             ),
             Group("api", (Rule(SSH), Rule(HTTP))),
             Group("worker", (Rule(SSH),)),
-            Group("lb", (Rule(SSH), Rule(HTTP))),
+            *((Group("lb", (Rule(SSH), Rule(HTTP))),) if lb == "haproxy" else ()),
         )
     raise ValueError(f"unknown topology {topology!r}: one of {', '.join(TOPOLOGIES)}")
 
 
-def plan(topology: str, apis: int = 2, workers: int = 1) -> Plan:
-    """The servers of ``topology`` with ``apis`` API servers and ``workers`` workers."""
+def plan(topology: str, apis: int = 2, workers: int = 1, lb: str = "haproxy") -> Plan:
+    """The servers of ``topology`` with ``apis`` API servers and ``workers`` workers.
+
+    ``lb`` (scaled only) is ``haproxy`` for a load-balancer server of our own or
+    ``octavia`` when the cloud's Octavia balances and there is no such server.
+    """
     if workers < 0 or apis < 1:
         raise ValueError("--workers must be 0 or more and --apis 1 or more")
-    gs = groups(topology)
+    gs = groups(topology, lb)
     if topology == "aio":
         one = Server("app", "aio", ("faafo", "messaging"), ("api", "worker", "demo"), True, "aio")
         return Plan(topology, gs, (one,))
@@ -105,5 +116,7 @@ def plan(topology: str, apis: int = 2, workers: int = 1) -> Plan:
     api = tuple(
         Server(f"api-{i}", "api", ("faafo",), ("api",), False, "api") for i in range(1, apis + 1)
     )
-    lb = Server("lb", "lb", ("loadbalancer",), (), True, "lb")
-    return Plan(topology, gs, (services, *api, *workers_, lb))
+    if lb == "octavia":
+        return Plan(topology, gs, (services, *api, *workers_))
+    haproxy = Server("lb", "lb", ("loadbalancer",), (), True, "lb")
+    return Plan(topology, gs, (services, *api, *workers_, haproxy))

@@ -26,6 +26,7 @@ FILES = {
     "neutron.conf": "neutron/neutron.conf",
     "ml2_conf.ini": "neutron/ml2_conf.ini",
     "heat.conf": "heat/heat.conf",
+    "octavia.conf": "octavia/octavia.conf",
 }
 
 
@@ -65,7 +66,7 @@ def values(settings: Settings, layout: Layout) -> dict[str, str]:
         "url_heat_cfn": settings.url("heat-api-cfn"),
     }
     for name in ("keystone", "placement", "glance", "nova_api", "nova_cell0", "nova", "neutron",
-                 "heat"):
+                 "heat", "octavia"):
         found[f"db_{name}"] = settings.db_url(name)
     return found
 

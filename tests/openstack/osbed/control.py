@@ -51,6 +51,7 @@ def status(say: Say = print) -> int:
     healthy = extra.get("up") and all(pid for pid, _ in states.values())
     if healthy and not all(ok for _, ok in states.values()):
         say("(SLOW: alive but not answering within 5 s, e.g. under load)")
+    say(f"octavia: {'yes' if settings.octavia else 'no (brought up without it)'}")
     say(f"state: {layout.state}\nclouds.yaml: {layout.clouds_yaml} "
         f"({ADMIN_CLOUD}, {DEMO_CLOUD})\nvenv: {extra.get('venv')}")
     if extra.get("bring_up_seconds"):

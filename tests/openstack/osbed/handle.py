@@ -17,8 +17,9 @@ class Bed:
 
     ``endpoints`` maps catalog service types (``identity``, ``compute``,
     ``network``, ``orchestration``, ``cloudformation``, ``image``,
-    ``placement``) to their public URLs (orchestration's has keystone's
-    ``%(project_id)s`` in it, as in the catalog).
+    ``placement``, and ``load-balancer`` on a bed with Octavia) to their
+    public URLs (orchestration's has keystone's ``%(project_id)s`` in it, as
+    in the catalog).
     """
 
     state_dir: Path
@@ -30,6 +31,11 @@ class Bed:
     demo_cloud: str = DEMO_CLOUD
     #: Region, image, flavors and networks the bed provisioned.
     facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_octavia(self) -> bool:
+        """Whether this bed runs Octavia (``bed.py up --without octavia`` does not)."""
+        return "load-balancer" in self.endpoints
 
     @property
     def heat_url(self) -> str:
@@ -65,6 +71,8 @@ class Bed:
 
     def logs_summary(self, services: tuple[str, ...] = ("nova-compute", "nova-api",
                                                          "neutron-api", "heat-engine")) -> str:
-        """The tails a failing test prints."""
+        """The tails a failing test prints (and Octavia's, when it runs)."""
+        if self.has_octavia:
+            services = (*services, "octavia-api", "octavia-worker")
         return "\n".join(f"--- {name} ({self.log(name)}) ---\n{self.log_tail(name, 20)}"
                          for name in services)

@@ -27,7 +27,7 @@ from .locking import file_lock
 from .memory import GIB, PeakSampler
 from .paths import HERE, Layout, default_state
 from .paths import layout as current_layout
-from .settings import ADMIN_CLOUD, DEMO_CLOUD, HOST, REGION, Settings
+from .settings import ADMIN_CLOUD, DEMO_CLOUD, HOST, REGION, Settings, octavia_wanted
 from .venv import ensure_venv
 
 Say = Callable[[str], None]
@@ -39,6 +39,8 @@ WORKER_QUEUES = {
     "nova-compute": "compute",
     "neutron-rpc-server": "q-plugin",
     "heat-engine": "engine",
+    # The amphora provider casts to this topic (octavia.common.constants).
+    "octavia-worker": "octavia_provisioning_v2",
 }
 API_TIMEOUT = 240.0
 WORKER_TIMEOUT = 240.0
@@ -80,9 +82,9 @@ def service_states(settings: Settings, layout: Layout,
     return states
 
 
-def running_bed(layout: Layout) -> Bed | None:
+def running_bed(layout: Layout, octavia: bool | None = None) -> Bed | None:
     """The bed, if every one of its processes is alive and it was built from
-    this checkout's venv.
+    this checkout's venv (and, when ``octavia`` says so, runs Octavia or not).
 
     Liveness, not a quick HTTP answer, decides: another session's tests may be
     loading a shared bed (an API then takes seconds to answer), and declaring
@@ -94,6 +96,8 @@ def running_bed(layout: Layout) -> Bed | None:
         return None
     settings, extra = loaded
     if not extra.get("up") or extra.get("venv") != str(layout.venv):
+        return None
+    if octavia is not None and settings.octavia != octavia:
         return None
     names = [service.name for service in services.all_services(settings, layout)]
     if any(procs.running_pid(layout, name) is None for name in names):
@@ -114,18 +118,25 @@ class _Clock:
         self.say(f"[{time.monotonic() - self.started:6.1f} s] {text}")
 
 
-def ensure_up(say: Say = print) -> tuple[Bed, bool]:
-    """The running bed, or a new one; the flag says whether this call started it."""
+def ensure_up(say: Say = print, octavia: bool | None = None) -> tuple[Bed, bool]:
+    """The running bed, or a new one; the flag says whether this call started it.
+
+    ``octavia`` True or False asks for a bed with or without Octavia (one of
+    the other kind is replaced); None takes whatever runs, else the
+    environment's choice (``FAAFO_OPENSTACK_OCTAVIA``, default with).
+    """
+    if octavia is None:
+        octavia = octavia_wanted()
     layout = current_layout()
     with file_lock(bed_lock(layout)):
-        bed = running_bed(layout)
+        bed = running_bed(layout, octavia)
         if bed is not None:
             return bed, False
-        return _up(layout, say), True
+        return _up(layout, say, octavia is not False), True
 
 
-def up(say: Say = print) -> Bed:
-    return ensure_up(say)[0]
+def up(say: Say = print, octavia: bool | None = None) -> Bed:
+    return ensure_up(say, octavia)[0]
 
 
 def _preflight() -> None:
@@ -133,13 +144,13 @@ def _preflight() -> None:
     infra.check_rabbitmq()
 
 
-def _up(layout: Layout, say: Say) -> Bed:
+def _up(layout: Layout, say: Say, octavia: bool) -> Bed:
     clock = _Clock(say)
     with PeakSampler() as memory:
         _preflight()
         ensure_venv(layout, say=clock.step)
         clock.step(f"virtualenv ready: {layout.venv}")
-        settings = _fresh_state(layout, clock)
+        settings = _fresh_state(layout, clock, octavia)
         started_services: list[str] = []
         try:
             _bring_up(settings, layout, clock, started_services)
@@ -149,12 +160,13 @@ def _up(layout: Layout, say: Say) -> Bed:
         elapsed = time.monotonic() - clock.started
     facts = {"region": REGION, "image": "Ubuntu QCOW2", "flavors": ["m1.tiny", "m1.small",
              "m1.medium", "m1.large", "m1.xlarge"], "external_network": "public",
-             "network": "private", "router": "router1"}
+             "network": "private", "router": "router1", "octavia": settings.octavia}
     extra = {"up": True, "venv": str(layout.venv), "facts": facts,
              "bring_up_seconds": round(elapsed, 1), "peak_pss_bytes": memory.peak_pss,
              "machine_growth_bytes": memory.machine_growth}
     settings.save(layout.state_file, **extra)
-    say(f"OpenStack test bed is up in {elapsed:.0f} s ({elapsed / 60:.1f} min); peak memory "
+    say(f"OpenStack test bed ({'with' if settings.octavia else 'without'} Octavia) is up "
+        f"in {elapsed:.0f} s ({elapsed / 60:.1f} min); peak memory "
         f"{memory.peak_pss / GIB:.2f} GiB (PSS of the bring-up and its services; the "
         f"machine's used memory grew by at most {memory.machine_growth / GIB:.2f} GiB)")
     say(f"clouds.yaml: {layout.clouds_yaml} (clouds {ADMIN_CLOUD}, {DEMO_CLOUD}); "
@@ -162,7 +174,7 @@ def _up(layout: Layout, say: Say) -> Bed:
     return _handle(settings, layout, extra)
 
 
-def _fresh_state(layout: Layout, clock: _Clock) -> Settings:
+def _fresh_state(layout: Layout, clock: _Clock, octavia: bool) -> Settings:
     """Stop whatever is left of an earlier bed and start from an empty state."""
     procs.stop_all(layout, [s.name for s in services.all_services(Settings(), layout)])
     if layout.state.exists():
@@ -171,7 +183,7 @@ def _fresh_state(layout: Layout, clock: _Clock) -> Settings:
     for path in (layout.etc, layout.logs, layout.run, layout.data):
         path.mkdir(parents=True, exist_ok=True)
     layout.state.chmod(0o700)
-    settings = Settings.fresh(layout.state, default_state())
+    settings = Settings.fresh(layout.state, default_state(), octavia=octavia)
     for name in services.api_services(settings, layout):
         if infra.reachable(settings.port(name.name)):
             raise BedError(name.name, f"port {settings.port(name.name)} on {HOST} is already in "
@@ -186,7 +198,7 @@ def _fresh_state(layout: Layout, clock: _Clock) -> Settings:
     render_all(settings, layout)
     write_clouds_yaml(settings, layout)
     for sub in ("keystone", "glance/images", "glance/staging", "glance/tasks", "nova/instances",
-                "neutron", "heat"):
+                "neutron", "heat", "octavia/locks"):
         (layout.data / sub).mkdir(parents=True, exist_ok=True)
     return settings
 
@@ -236,15 +248,16 @@ def _bring_up(settings: Settings, layout: Layout, clock: _Clock, started: list[s
     start(rest)
     procs.wait_ready([by_name[name] for name in rest if by_name[name].url], layout, API_TIMEOUT)
     clock.step("every API answers")
-    _wait_workers(layout, settings.rabbit_vhost)
+    _wait_workers(layout, settings.rabbit_vhost, list(by_name))
     clock.step("every RPC worker consumes its queue")
     _provision("resources", settings, layout)
-    clock.step("flavors, image 'Ubuntu QCOW2', networks public/private and router1 created")
+    clock.step("flavors, image 'Ubuntu QCOW2', networks public/private and router1 created"
+               + ("; Octavia answers" if settings.octavia else ""))
 
 
-def _wait_workers(layout: Layout, vhost: str) -> None:
+def _wait_workers(layout: Layout, vhost: str, running: list[str]) -> None:
     deadline = time.monotonic() + WORKER_TIMEOUT
-    waiting = dict(WORKER_QUEUES)
+    waiting = {name: queue for name, queue in WORKER_QUEUES.items() if name in running}
     while waiting:
         for name in waiting:
             if procs.running_pid(layout, name) is None:

@@ -12,7 +12,12 @@ Phases:
   user, heat's stack-user domain;
 - ``resources``: once nova-compute is up, map it into the cell, then the
   seed's flavors, a tiny image named ``Ubuntu QCOW2``, the external network
-  ``public`` with a floating-IP pool and demo's ``private`` network and router.
+  ``public`` with a floating-IP pool and demo's ``private`` network and router;
+  on a bed with Octavia, check that demo can list load balancers (keystone,
+  the policy and octavia's database all answer).
+
+Octavia (user, catalog entry ``load-balancer``) is there only when the
+endpoints passed in name it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import openstack
 
 DOMAIN = "Default"
 SERVICE_USERS = ("placement", "glance", "nova", "neutron", "heat")
+OPTIONAL_SERVICE_USERS = {"load-balancer": "octavia"}
 ROLES = ("admin", "member", "reader", "service", "heat_stack_owner", "heat_stack_user")
 #: catalog entries: (service name, type, the endpoints dict key)
 CATALOG = (
@@ -37,6 +43,7 @@ CATALOG = (
     ("neutron", "network", "network"),
     ("heat", "orchestration", "orchestration"),
     ("heat-cfn", "cloudformation", "cloudformation"),
+    ("octavia", "load-balancer", "load-balancer"),
 )
 #: The classic flavors; the seed asked for id "2" (m1.small).
 FLAVORS = (
@@ -94,12 +101,15 @@ def identity(cfg: dict[str, Any]) -> None:
     roles = {name: ident.find_role(name) or ident.create_role(name=name) for name in ROLES}
 
     service_project = ident.create_project(name="service", domain_id=domain.id)
-    for name in SERVICE_USERS:
+    optional = [user for key, user in OPTIONAL_SERVICE_USERS.items() if key in cfg["endpoints"]]
+    for name in (*SERVICE_USERS, *optional):
         user = ident.create_user(name=name, password=cfg["service_password"], domain_id=domain.id)
         for role in ("admin", "service"):
             ident.assign_project_role_to_user(service_project, user, roles[role])
 
     for name, service_type, key in CATALOG:
+        if key not in cfg["endpoints"]:
+            continue
         service = ident.create_service(name=name, type=service_type, is_enabled=True)
         for interface in ("public", "internal", "admin"):
             ident.create_endpoint(service_id=service.id, interface=interface,
@@ -166,6 +176,11 @@ def resources(cfg: dict[str, Any]) -> None:
         _networks(cfg, admin)
     except openstack.exceptions.SDKException as error:
         raise Failure("neutron-api", f"could not create the networks: {error}") from error
+
+    if "load-balancer" in cfg["endpoints"]:
+        demo = connect(cfg, "demo", "demo", cfg["demo_password"])
+        wait_for("octavia-api to list demo's load balancers", "octavia-api",
+                 lambda: list(demo.load_balancer.load_balancers()) == [], timeout=120)
 
 
 def _networks(cfg: dict[str, Any], admin: Any) -> None:

@@ -12,7 +12,7 @@ import grp
 import os
 import pwd
 
-from .paths import Layout
+from .paths import HERE, Layout
 from .procs import Service
 from .settings import HOST, REGION, Settings
 
@@ -26,7 +26,10 @@ _APIS = (
     ("neutron-api", "neutron.wsgi.api:application", 2),
     ("heat-api", "heat.wsgi.api:application", 1),
     ("heat-api-cfn", "heat.wsgi.cfn:application", 1),
+    ("octavia-api", "octavia.wsgi.api:application", 1),
 )
+#: Services that only a bed with Octavia runs.
+OCTAVIA_SERVICES = ("octavia-api", "octavia-worker")
 
 
 def _api_env(name: str, layout: Layout) -> dict[str, str]:
@@ -56,9 +59,10 @@ def _uwsgi(name: str, module: str, processes: int, settings: Settings, layout: L
         "--worker-reload-mercy", "5",
         "--disable-logging",
     ]
-    if name.startswith("heat"):
-        # heat parses sys.argv for its config (no config-dir variable).
-        argv += ["--pyargv", f"--config-file {layout.etc / 'heat' / 'heat.conf'}"]
+    if name.startswith(("heat", "octavia")):
+        # heat and octavia parse sys.argv for their config (no config-dir variable).
+        project = name.split("-")[0]
+        argv += ["--pyargv", f"--config-file {layout.etc / project / f'{project}.conf'}"]
     return Service(name, argv, env=_api_env(name, layout), url=settings.url(name) + "/")
 
 
@@ -69,25 +73,33 @@ def _worker(name: str, program: str, configs: list[str], layout: Layout) -> Serv
     return Service(name, argv)
 
 
+def _wanted(name: str, settings: Settings) -> bool:
+    return settings.octavia or name not in OCTAVIA_SERVICES
+
+
 def api_services(settings: Settings, layout: Layout) -> list[Service]:
     return [_uwsgi(name, module, processes, settings, layout)
-            for name, module, processes in _APIS]
+            for name, module, processes in _APIS if _wanted(name, settings)]
 
 
-def worker_services(layout: Layout) -> list[Service]:
+def worker_services(settings: Settings, layout: Layout) -> list[Service]:
     nova = ["nova/nova.conf"]
-    return [
+    workers = [
         _worker("nova-conductor", "nova-conductor", nova, layout),
         _worker("nova-scheduler", "nova-scheduler", nova, layout),
         _worker("nova-compute", "nova-compute", nova, layout),
         _worker("neutron-rpc-server", "neutron-rpc-server",
                 ["neutron/neutron.conf", "neutron/ml2_conf.ini"], layout),
         _worker("heat-engine", "heat-engine", ["heat/heat.conf"], layout),
+        # Octavia's controller worker: the amphora provider's RPC server, which
+        # runs the taskflow flows (with no-op amphora, compute and image drivers).
+        _worker("octavia-worker", "octavia-worker", ["octavia/octavia.conf"], layout),
     ]
+    return [worker for worker in workers if _wanted(worker.name, settings)]
 
 
 def all_services(settings: Settings, layout: Layout) -> list[Service]:
-    return api_services(settings, layout) + worker_services(layout)
+    return api_services(settings, layout) + worker_services(settings, layout)
 
 
 def by_name(settings: Settings, layout: Layout) -> dict[str, Service]:
@@ -106,7 +118,7 @@ def setup_chains(settings: Settings, layout: Layout) -> dict[str, list[list[str]
     # keystone-manage chowns its key repositories to these: whoever runs us.
     owner = ["--keystone-user", pwd.getpwuid(os.getuid()).pw_name,
              "--keystone-group", grp.getgrgid(os.getgid()).gr_name]
-    return {
+    chains = {
         "keystone": [
             [str(b / "keystone-manage"), *keystone, "db_sync"],
             [str(b / "keystone-manage"), *keystone, "fernet_setup", *owner],
@@ -142,6 +154,15 @@ def setup_chains(settings: Settings, layout: Layout) -> dict[str, list[list[str]
             [str(b / "heat-manage"), "--config-file", str(etc / "heat" / "heat.conf"), "db_sync"],
         ],
     }
+    if settings.octavia:
+        chains["octavia-api"] = [
+            [str(b / "octavia-db-manage"), "--config-file", str(etc / "octavia" / "octavia.conf"),
+             "upgrade", "head"],
+            # The CA the flows sign each (no-op) amphora's certificate with.
+            [str(layout.python), "-I", str(HERE / "osbed" / "octavia_ca.py"),
+             str(layout.data / "octavia")],
+        ]
+    return chains
 
 
 def discover_hosts(layout: Layout) -> list[str]:

@@ -23,10 +23,24 @@ PREFIX = "osbed"
 
 #: API services, in port order from the base port.
 API_PORTS = ("keystone", "placement", "glance", "nova-api", "neutron-api", "heat-api",
-             "heat-api-cfn")
+             "heat-api-cfn", "octavia-api")
 
+#: Every bed gets all of them (an unused empty one costs nothing).
 DATABASES = ("keystone", "placement", "glance", "nova_api", "nova_cell0", "nova", "neutron",
-             "heat")
+             "heat", "octavia")
+
+#: ``FAAFO_OPENSTACK_OCTAVIA=0`` (or ``bed.py up --without octavia``) brings
+#: the bed up without Octavia: a cloud with no ``load-balancer`` service, as
+#: ``faafo deploy``'s HAProxy fallback expects to meet.
+OCTAVIA_ENV = "FAAFO_OPENSTACK_OCTAVIA"
+
+
+def octavia_wanted() -> bool | None:
+    """What the environment asks for: True, False, or None (not said)."""
+    value = os.environ.get(OCTAVIA_ENV)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip().lower() not in ("0", "no", "false", "off")
 
 ADMIN_CLOUD = "osbed-admin"
 DEMO_CLOUD = "osbed-demo"
@@ -46,14 +60,17 @@ class Settings:
     service_password: str = field(default_factory=_password)
     admin_password: str = field(default_factory=_password)
     demo_password: str = field(default_factory=_password)
+    #: Whether this bed runs Octavia (octavia-api, octavia-worker, the
+    #: ``load-balancer`` catalog entry).
+    octavia: bool = True
 
     @classmethod
-    def fresh(cls, state: Path, default_state: Path) -> Settings:
+    def fresh(cls, state: Path, default_state: Path, octavia: bool = True) -> Settings:
         base = int(os.environ.get("FAAFO_OPENSTACK_PORT_BASE", DEFAULT_PORT_BASE))
         prefix = PREFIX
         if state.resolve() != default_state.resolve():
             prefix += hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:6]
-        return cls(port_base=base, prefix=prefix)
+        return cls(port_base=base, prefix=prefix, octavia=octavia)
 
     # -- derived values ---------------------------------------------------
     def port(self, service: str) -> int:
@@ -99,6 +116,7 @@ class Settings:
             "network": self.url("neutron-api"),
             "orchestration": self.url("heat-api") + "/v1/%(project_id)s",
             "cloudformation": self.url("heat-api-cfn") + "/v1",
+            **({"load-balancer": self.url("octavia-api")} if self.octavia else {}),
         }
 
     # -- persistence --------------------------------------------------------

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# Neutron's GET /v2.0/ports names ``Port.port_forwardings``, a backref that only
+# exists once this model module is imported; neutron imports it on the way to
+# some other requests (floating IPs), so an API worker whose first request was a
+# port listing answered 500. Every API worker loads this driver at start-up, so
+# importing the model here makes the listing work from the first request.
+import neutron.db.models.port_forwarding  # noqa: F401
 from neutron_lib import constants
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.plugins.ml2 import api
