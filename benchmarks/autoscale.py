@@ -80,7 +80,7 @@ def run(mode: list[str], tasks: int, iterations: int) -> tuple[float, float]:
                 }
                 for _ in range(tasks)
             ]
-            started = time.monotonic()
+            started, wall_start = time.monotonic(), time.time()
             httpx.post(
                 url + "/v1/fractal",
                 json=burst,
@@ -93,13 +93,17 @@ def run(mode: list[str], tasks: int, iterations: int) -> tuple[float, float]:
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(timeout=120)
-        return elapsed, worker_seconds(log.read_text(), mode, elapsed)
+        return elapsed, worker_seconds(log.read_text(), mode, wall_start, elapsed)
 
 
-def worker_seconds(log: str, mode: list[str], elapsed: float) -> float:
+def worker_seconds(log: str, mode: list[str], start: float, elapsed: float) -> float:
+    """Workers alive x time from the burst's start (``start``, wall clock) to its drain.
+
+    Autoscaled: one worker until the first decision, then each decision's size
+    until the next, read from the log's time stamps (millisecond resolution).
+    """
     if "--autoscale" not in mode:
         return int(mode[mode.index("--workers") + 1]) * elapsed
-    # Integrate the pool size over the drain from the autoscaler's decisions.
     stamps = [
         (
             time.mktime(time.strptime(t.split(",")[0], "%Y-%m-%d %H:%M:%S"))
@@ -108,16 +112,15 @@ def worker_seconds(log: str, mode: list[str], elapsed: float) -> float:
         )
         for t, n in re.findall(r"^(\S+ \S+) INFO up .*autoscale: \d+ -> (\d+) workers", log, re.M)
     ]
-    if not stamps:
-        return elapsed
-    start = stamps[0][0]
+    end = start + elapsed
     total, size, last = 0.0, 1, start
     for moment, workers in stamps:
-        if moment - start > elapsed:
+        if moment >= end:
             break
+        moment = max(moment, start)
         total += size * (moment - last)
         size, last = workers, moment
-    return total + size * max(0.0, start + elapsed - last)
+    return total + size * (end - last)
 
 
 def main() -> int:

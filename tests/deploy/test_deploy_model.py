@@ -47,15 +47,33 @@ SEED = {
         ("lb", 80, None),
     },
 }
+#: Scaled with an Octavia load balancer: the seed's groups, no ``lb`` group.
+SEED_OCTAVIA = {rule for rule in SEED["scaled"] if rule[0] != "lb"}
 
 
-def _flat(topology: str) -> set[tuple[str, int, str | None]]:
-    return {(g.name, r.port, r.remote_group) for g in groups(topology) for r in g.rules}
+def _flat(topology: str, lb: str = "haproxy") -> set[tuple[str, int, str | None]]:
+    return {(g.name, r.port, r.remote_group) for g in groups(topology, lb) for r in g.rules}
 
 
 @pytest.mark.parametrize("topology", sorted(SEED))
 def test_security_groups_are_the_seeds(topology: str) -> None:
     assert _flat(topology) == SEED[topology]
+
+
+def test_scaled_with_octavia_has_no_lb_server_or_group() -> None:
+    assert _flat("scaled", "octavia") == SEED_OCTAVIA
+    p = plan("scaled", apis=3, workers=2, lb="octavia")
+    assert [s.name for s in p.servers] == [
+        "services",
+        "api-1",
+        "api-2",
+        "api-3",
+        "worker-1",
+        "worker-2",
+    ]
+    assert not any(s.public for s in p.servers)  # the floating IP is on the VIP
+    with pytest.raises(ValueError, match="unknown load balancer"):
+        plan("scaled", lb="nginx")
 
 
 def test_scaled_plan_servers_and_public_addresses() -> None:
@@ -132,6 +150,49 @@ def test_scaled_urls_point_workers_at_both_apis(tmp_path: Path, monkeypatch) -> 
     assert r["api-1"].env["FAAFO_DATABASE_URL"].startswith("mysql+pymysql://faafo:")
     assert "FAAFO_DATABASE_URL" not in r["worker-1"].env
     assert r["lb"].backends == "10.0.0.11:80,10.0.0.12:80"
+
+
+def test_scaled_workers_deliver_through_the_octavia_vip(tmp_path: Path, monkeypatch) -> None:
+    state = _state("scaled", tmp_path, monkeypatch)
+    p = plan("scaled", 2, 2, lb="octavia")
+    r = roles(p, ADDRESSES, state, lb_address="10.0.0.99")
+    for worker in ("worker-1", "worker-2"):
+        assert r[worker].env["FAAFO_ENDPOINT_URL"] == "http://10.0.0.99:80"
+    assert "lb" not in r
+
+
+class _Catalog:
+    """Stands in for a connection's catalog: only ``has_service`` is asked."""
+
+    def __init__(self, *services: str) -> None:
+        self.services = set(services)
+
+    def has_service(self, name: str) -> bool:
+        return name in self.services
+
+
+def test_lb_choice_resolves_against_the_catalog() -> None:
+    from faafo.deploy.errors import DeployError
+    from faafo.deploy.octavia import resolve
+
+    with_octavia, without = _Catalog("compute", "load-balancer"), _Catalog("compute")
+    assert resolve(with_octavia, "auto") == "octavia"
+    assert resolve(without, "auto") == "haproxy"
+    assert resolve(with_octavia, "haproxy") == "haproxy"
+    assert resolve(with_octavia, "octavia") == "octavia"
+    with pytest.raises(DeployError, match="no load-balancer service"):
+        resolve(without, "octavia")
+    with pytest.raises(DeployError, match="--lb must be one of"):
+        resolve(with_octavia, "f5")
+
+
+def test_lb_choice_is_kept_in_the_state_file(tmp_path: Path, monkeypatch) -> None:
+    state = _state("scaled", tmp_path, monkeypatch)
+    state.lb = "haproxy"
+    state.save()
+    again = load("t", None)
+    assert again is not None and again.lb == "haproxy"
+    assert State(name="fresh").lb == "auto"
 
 
 def test_user_data_passes_cloud_init_schema(tmp_path: Path, monkeypatch) -> None:
@@ -238,3 +299,41 @@ def test_heat_templates_embed_install_sh_itself(topology: str) -> None:
 
 def test_rule_default_is_from_anywhere() -> None:
     assert Rule(22).remote_group is None
+
+
+def test_the_wheel_carries_install_sh_and_the_heat_templates(tmp_path: Path) -> None:
+    """``pip install faafo`` alone (no checkout) can deploy, with this very script."""
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("faafo-*.whl")
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpacked)
+    code = (
+        "import faafo, faafo.deploy.heat as h, faafo.deploy.userdata as u\n"
+        "from openstack.orchestration.util import template_utils as t\n"
+        "files, _ = t.get_template_contents(template_file=str(h.template_path('scaled')))\n"
+        "print(faafo.__file__); print(u.install_script_path()); print(*files)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(unpacked)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    package, script, files = result.stdout.splitlines()
+    assert package.startswith(str(unpacked)), "the unpacked wheel was imported"
+    assert Path(script).read_bytes() == (REPO / "deploy" / "install.sh").read_bytes()
+    assert files == f"file://{script}", "the template's get_file resolves inside the wheel"
+    for template in HEAT.glob("*.yaml"):
+        packaged = unpacked / "faafo" / "deploy" / "assets" / "heat" / template.name
+        assert packaged.read_bytes() == template.read_bytes()

@@ -2,9 +2,9 @@
 
 ``--backend local`` runs the workers itself on this machine (pointed at
 ``--endpoint-url`` and ``--transport-url``); ``--backend heat`` signals the
-scale-up / scale-down policies of a Heat stack (``faafo deploy up --heat``
-prints their URLs); ``--backend deploy`` sets the worker count of a
-``faafo deploy`` deployment.
+scale-up / scale-down policies of a Heat stack, found by ``--stack NAME`` (the
+URLs and the group's size are read from its outputs) or given as URLs;
+``--backend deploy`` sets the worker count of a ``faafo deploy`` deployment.
 """
 
 from __future__ import annotations
@@ -52,21 +52,30 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("local", "heat", "deploy"), default="local")
     p.add_argument("--transport-url", help="local: the queue the workers consume")
     p.add_argument("--data-dir", help="local: the data directory (embedded queue)")
-    p.add_argument("--scale-up-url", help="heat: the scale-up policy's signal URL")
-    p.add_argument("--scale-down-url", help="heat: the scale-down policy's signal URL")
-    p.add_argument("--initial", type=int, default=1, help="heat: the group's size now")
-    p.add_argument("--os-cloud", help="deploy: the clouds.yaml entry")
+    p.add_argument("--stack", help="heat: the stack's name (signal URLs and size from its outputs)")
+    p.add_argument("--scale-up-url", help="heat without --stack: the scale-up signal URL")
+    p.add_argument("--scale-down-url", help="heat without --stack: the scale-down signal URL")
+    p.add_argument("--initial", type=int, default=1, help="heat without --stack: the size now")
+    p.add_argument("--os-cloud", help="heat, deploy: the clouds.yaml entry (env OS_CLOUD)")
     p.add_argument("--name", default="faafo", help="deploy: the deployment's name prefix")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
+
+
+class _UsageError(Exception):
+    """A combination of flags that cannot work, reported as one line."""
 
 
 def _backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.backend == "heat":
-        from faafo.autoscale.backends import HeatScalingPolicies
+        from faafo.autoscale.backends import HeatScalingPolicies, heat_stack_policies
 
+        if args.stack:
+            return heat_stack_policies(args.stack, args.os_cloud or os.environ.get("OS_CLOUD"))
         if not (args.scale_up_url and args.scale_down_url):
-            raise SystemExit(
-                "faafo: error: --backend heat needs --scale-up-url and --scale-down-url"
+            raise _UsageError(
+                "--backend heat needs --stack, or --scale-up-url and --scale-down-url"
             )
         return HeatScalingPolicies(
             args.scale_up_url,
@@ -96,7 +105,14 @@ def run(args: argparse.Namespace) -> int:
     from faafo.autoscale.controller import AutoscaleMetrics, Autoscaler, api_backlog
     from faafo.autoscale.policy import Policy
 
-    logs.setup("autoscale", "INFO", "text")
+    level = str(args.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        print(
+            f"faafo: error: --log-level {args.log_level!r}: DEBUG, INFO, WARNING or ERROR",
+            file=sys.stderr,
+        )
+        return 2
+    logs.setup("autoscale", level, args.log_format)
     try:
         policy = Policy(
             minimum=args.minimum,
@@ -109,7 +125,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"faafo: error: {error}", file=sys.stderr)
         return 2
-    backend = _backend(args)
+    try:
+        backend = _backend(args)
+    except _UsageError as error:
+        print(f"faafo: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # no such stack or deployment, cloud unreachable: one line
+        line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"faafo: error: {args.backend} back end: {line}", file=sys.stderr)
+        return 1
     metrics = AutoscaleMetrics()
     if args.metrics_port:
         from prometheus_client import start_http_server

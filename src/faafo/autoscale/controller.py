@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 
 class AutoscaleMetrics:
+    """The controller's own registry, served by ``--metrics-port`` (separate from any API's)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.workers = Gauge(
@@ -30,9 +32,17 @@ class AutoscaleMetrics:
             ["direction"],
             registry=self.registry,
         )
+        self.errors = Counter(
+            "faafo_autoscale_errors",
+            "Observations or resizes that failed, by stage",
+            ["stage"],
+            registry=self.registry,
+        )
 
 
 class Autoscaler:
+    """Observe, decide, apply: a failure at any stage is logged and counted, never fatal."""
+
     def __init__(
         self,
         policy: Policy,
@@ -57,19 +67,35 @@ class Autoscaler:
             tasks, cost = self._backlog()
         except Exception as error:  # the API may be restarting: keep the pool as it is
             log.warning("autoscale: backlog unavailable (%s); keeping the pool", error)
+            self.metrics.errors.labels("backlog").inc()
             return None
-        current = self.backend.current()
+        try:
+            current = self.backend.current()
+        except Exception as error:  # a cloud API hiccup must not end the controller
+            log.warning("autoscale: cannot read the pool's size (%s); trying again", error)
+            self.metrics.errors.labels("size").inc()
+            return None
         decision = self.policy.decide(Observation(tasks, cost, current, self._clock()))
         self.metrics.wanted.set(self.policy.wanted(tasks, cost))
         if decision.changes(current):
             direction = "up" if decision.workers > current else "down"
             log.info("autoscale: %d -> %d workers: %s", current, decision.workers, decision.reason)
-            self.backend.resize(decision.workers)
-            self.metrics.decisions.labels(direction).inc()
-            self.history.append((self._clock(), decision.workers, decision.reason))
+            try:
+                self.backend.resize(decision.workers)
+            except Exception as error:
+                # The policy counts the attempt as a change, so its cooldown paces the
+                # retries: a refusing back end is asked again after a cooldown, not in a loop.
+                log.warning("autoscale: resizing to %d failed: %s", decision.workers, error)
+                self.metrics.errors.labels("resize").inc()
+            else:
+                self.metrics.decisions.labels(direction).inc()
+                self.history.append((self._clock(), decision.workers, decision.reason))
         else:
             log.debug("autoscale: %d workers: %s", current, decision.reason)
-        self.metrics.workers.set(self.backend.current())
+        try:
+            self.metrics.workers.set(self.backend.current())
+        except Exception:  # already logged above when it matters; the gauge keeps its value
+            self.metrics.errors.labels("size").inc()
         return decision
 
     def run(self, stop: threading.Event) -> None:

@@ -1,8 +1,9 @@
 """Cloud-init user data: deploy/install.sh itself, plus the flags of one server's role.
 
-The brief is "the same script, not a copy": the script is read from the
-checkout (or ``$FAAFO_INSTALL_SH``) every time user data is made and embedded
-whole, so a fix to install.sh reaches the next deployment with no step between.
+The brief is "the same script, not a copy": deploy/install.sh (linked into the
+package, copied into its wheel) is read every time user data is made and
+embedded whole, so a fix to install.sh reaches the next deployment with no step
+between.
 URLs and tokens go into a root-only environment file rather than the command
 line, which keeps them out of ``ps`` on the guest (install.sh reads them from
 ``FAAFO_*`` variables).
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,17 +23,16 @@ GUEST_ENV = "/etc/faafo/deploy.env"
 
 
 def install_script_path() -> Path:
-    """Where install.sh is: ``$FAAFO_INSTALL_SH`` or ``deploy/install.sh`` above this package."""
-    explicit = os.environ.get("FAAFO_INSTALL_SH")
-    if explicit:
-        return Path(explicit)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "deploy" / "install.sh"
-        if candidate.is_file():
-            return candidate
-    raise DeployError(
-        "deploy/install.sh not found: run from a faafo checkout or set FAAFO_INSTALL_SH"
-    )
+    """Where install.sh is: the copy installed with faafo.
+
+    ``faafo/deploy/assets`` links to the repository's ``deploy/`` in a checkout
+    and holds copies in an installed wheel, so ``pip install faafo`` can deploy
+    with the very script (and Heat templates) of its own version.
+    """
+    packaged = Path(__file__).parent / "assets" / "install.sh"
+    if packaged.is_file():
+        return packaged
+    raise DeployError("install.sh is missing from this faafo installation: reinstall faafo")
 
 
 def install_script() -> str:
