@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from support import servers
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A test that runs a service's main() in-process (``logs.setup``) leaves the
+    root logger writing to that test's captured stderr, which pytest then
+    closes; later tests in the same process would log into the closed stream.
+    Put the root logger back as it was after every test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
