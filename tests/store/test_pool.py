@@ -3,6 +3,7 @@ dry anyway the API answers 503 with Retry-After, never a 500."""
 
 from __future__ import annotations
 
+import threading
 import uuid as uuidlib
 
 import anyio
@@ -21,12 +22,20 @@ def _servers_marker(request):
 
 
 def request_threads() -> int:
-    """The worker threads FastAPI runs sync routes and run_in_threadpool calls on."""
+    """The worker threads FastAPI runs sync routes and run_in_threadpool calls on.
+
+    Asked in a thread of its own: an event loop may already run in this one
+    (Playwright's sync API keeps one for the whole session).
+    """
 
     async def tokens() -> int:
         return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
 
-    return anyio.run(tokens)
+    found: list[int] = []
+    thread = threading.Thread(target=lambda: found.append(anyio.run(tokens)))
+    thread.start()
+    thread.join()
+    return found[0]
 
 
 @pytest.mark.parametrize(
