@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 # Neutron's GET /v2.0/ports names ``Port.port_forwardings``, a backref that only
-# exists once this model module is imported; neutron imports it on the way to
-# some other requests (floating IPs), so an API worker whose first request was a
-# port listing answered 500. Every API worker loads this driver at start-up, so
-# importing the model here makes the listing work from the first request.
+# exists once this model module is imported and SQLAlchemy has configured the
+# mappers; neutron gets there on the way to other requests (floating IPs), so an
+# API worker whose first request was a port listing answered 500. Every API
+# worker loads this driver at start-up: see ``initialize``.
 import neutron.db.models.port_forwarding  # noqa: F401
 from neutron_lib import constants
 from neutron_lib.api.definitions import portbindings
@@ -33,7 +33,11 @@ class BindEverythingDriver(api.MechanismDriver):
     """
 
     def initialize(self) -> None:
-        """Nothing to connect to: there is no agent and no controller."""
+        """Nothing to connect to (no agent, no controller); but make the models'
+        backrefs exist now, so that a worker's first port listing works."""
+        from sqlalchemy import orm
+
+        orm.configure_mappers()
 
     @property
     def connectivity(self) -> str:
