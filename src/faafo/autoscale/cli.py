@@ -125,6 +125,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"faafo: error: {error}", file=sys.stderr)
         return 2
+    metrics = AutoscaleMetrics()
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(args.metrics_port, registry=metrics.registry)
+        except OSError as error:  # the port is taken: say so before any worker starts
+            print(f"faafo: error: --metrics-port {args.metrics_port}: {error}", file=sys.stderr)
+            return 1
     try:
         backend = _backend(args)
     except _UsageError as error:
@@ -134,11 +143,6 @@ def run(args: argparse.Namespace) -> int:
         line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"faafo: error: {args.backend} back end: {line}", file=sys.stderr)
         return 1
-    metrics = AutoscaleMetrics()
-    if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, registry=metrics.registry)
     from faafo.client import credentials
 
     token = os.environ.get("FAAFO_CLIENT_TOKEN") or credentials.lookup(args.endpoint_url)
