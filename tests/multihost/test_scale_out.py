@@ -176,9 +176,13 @@ class Load(threading.Thread):
         try:
             while not self.stop.is_set():
                 sent = time.monotonic()
+                # As faafo's own client does: a create carries an Idempotency-Key,
+                # so the balancer may replay it on the other API if this one dies
+                # holding it (a bare POST is never replayed: it may have committed).
                 made = self.agent.request("POST", f"{url}/v1/fractal", timeout=self.timeout,
                                           json={**SMALL, "width": 64, "height": 64,
-                                                "batch": self.batch})
+                                                "batch": self.batch},
+                                          headers={"Idempotency-Key": str(uuidlib.uuid4())})
                 listed_at = time.monotonic()
                 listed = self.agent.request("GET", f"{url}/v1/fractal", timeout=self.timeout,
                                             params={"batch": self.batch, "results_per_page": 5})

@@ -100,6 +100,7 @@ class Agent:
 
     def request(self, method: str, url: str, timeout: float = 30, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(kwargs.pop("headers", None) or {})
         return self._ask({"op": "http", "method": method, "url": url, "headers": headers,
                           "timeout": timeout, **kwargs})
 
