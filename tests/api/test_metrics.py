@@ -7,6 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.conftest import png_bytes, sha, task
+from faafo.config import embedded_transport_url
 from support.own_servers import OwnPostgres
 from support.processes import start_api, wait_until
 
@@ -130,7 +131,7 @@ def test_ready_gauge_follows_the_database_while_metrics_still_answer(tmp_path):
             "--database-url",
             postgres.url,
             "--transport-url",
-            f"embedded://{tmp_path / 'data' / 'queue.sqlite3'}",
+            embedded_transport_url(tmp_path / "data"),
         )
         try:
 

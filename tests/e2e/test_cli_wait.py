@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from faafo.config import embedded_database_url, embedded_transport_url
 from support.cluster import Cluster
 from support.processes import wait_until
 
@@ -32,8 +33,8 @@ def cluster(tmp_path) -> Iterator[Cluster]:
     data = tmp_path / "data"
     data.mkdir()
     instance = Cluster(
-        f"sqlite:///{data / 'faafo.sqlite3'}",
-        f"embedded://{data / 'queue.sqlite3'}",
+        embedded_database_url(data),
+        embedded_transport_url(data),
         tmp_path,
         data,
     )

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from faafo.config import embedded_database_url, embedded_transport_url
 from support.cluster import Cluster, wait_all_finished
 from support.processes import free_port
 
@@ -229,8 +230,8 @@ def test_embedded_queue_shared_by_separate_processes(tmp_path):
     data = tmp_path / "data"
     run_pipeline(
         tmp_path,
-        f"sqlite:///{data / 'faafo.sqlite3'}",
-        f"embedded://{data / 'queue.sqlite3'}",
+        embedded_database_url(data),
+        embedded_transport_url(data),
         apis=2,
     )
 
@@ -270,8 +271,8 @@ def test_worker_whose_metrics_port_is_taken_still_renders(tmp_path):
     """
     data = tmp_path / "data"
     cluster = Cluster(
-        f"sqlite:///{data / 'faafo.sqlite3'}",
-        f"embedded://{data / 'queue.sqlite3'}",
+        embedded_database_url(data),
+        embedded_transport_url(data),
         tmp_path,
         data,
     )

@@ -23,6 +23,7 @@ from support.faults import (
     FaultCluster,
     assert_done_once,
     batch_total,
+    embedded_urls,
     small_task,
     wait_finished,
 )
@@ -30,10 +31,6 @@ from support.processes import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
-
-def sqlite_urls(tmp_path) -> tuple[str, str]:
-    data = tmp_path / "data"
-    return f"sqlite:///{data / 'faafo.sqlite3'}", f"embedded://{data / 'queue.sqlite3'}"
 
 
 def unpublished(database_url: str, uuids: list[str]) -> int:
@@ -63,7 +60,7 @@ def queue_depth(transport_url: str) -> int:
 
 
 def test_api_killed_between_commit_and_publish(tmp_path):
-    database_url, transport_url = sqlite_urls(tmp_path)
+    database_url, transport_url = embedded_urls(tmp_path / "data")
     cluster = FaultCluster(
         database_url,
         transport_url,
@@ -146,7 +143,7 @@ class LogWatch:
 
 
 def test_api_killed_during_result_uploads(tmp_path):
-    database_url, transport_url = sqlite_urls(tmp_path)
+    database_url, transport_url = embedded_urls(tmp_path / "data")
     cluster = FaultCluster(
         database_url,
         transport_url,

@@ -17,6 +17,7 @@ import uuid as uuidlib
 import httpx
 import pytest
 
+from faafo.config import embedded_database_url
 from support.faults import (
     FaultCluster,
     assert_done_once,
@@ -56,7 +57,7 @@ def rabbitmq(tmp_path):
 
 def test_rabbitmq_restart_during_200_tasks(tmp_path, rabbitmq):
     data = tmp_path / "data"
-    database_url = f"sqlite:///{data / 'faafo.sqlite3'}"
+    database_url = embedded_database_url(data)
     cluster = FaultCluster(
         database_url,
         rabbitmq.url,
@@ -132,7 +133,7 @@ def test_rabbitmq_restart_during_200_tasks(tmp_path, rabbitmq):
 def test_create_answers_promptly_while_the_broker_is_down(tmp_path, rabbitmq):
     """Tasks are committed before publishing: with the broker away, say 201 at once."""
     data = tmp_path / "data"
-    cluster = FaultCluster(f"sqlite:///{data / 'faafo.sqlite3'}", rabbitmq.url, tmp_path, data)
+    cluster = FaultCluster(embedded_database_url(data), rabbitmq.url, tmp_path, data)
     try:
         url = cluster.start_api()
         rabbitmq.stop()

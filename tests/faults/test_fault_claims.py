@@ -32,7 +32,7 @@ from faafo.messaging import broker
 from faafo.messaging.messages import MAX_BUNDLE_TASKS
 from faafo.messaging.topology import DEAD_QUEUE, TASK_EXCHANGE, TASK_QUEUE
 from faafo.worker.api_client import ApiUnavailable, WorkerApi
-from support.faults import FaultCluster, assert_done_once, small_task, wait_finished
+from support.faults import FaultCluster, assert_done_once, embedded_urls, small_task, wait_finished
 from support.processes import Service, free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -41,10 +41,6 @@ CLIENT = "client-token-5d20"
 RIGHT = "right-worker-token-1f6b"
 WRONG = "wrong-worker-token-93ac"
 
-
-def sqlite_urls(tmp_path) -> tuple[str, str]:
-    data = tmp_path / "data"
-    return f"sqlite:///{data / 'faafo.sqlite3'}", f"embedded://{data / 'queue.sqlite3'}"
 
 
 def ready_messages(transport_url: str, queue=TASK_QUEUE) -> int:  # type: ignore[no-untyped-def]
@@ -104,7 +100,7 @@ def start_worker(cluster: FaultCluster, name: str, token: str, *extra: str) -> S
 
 
 def test_wrong_worker_token_backs_off_and_keeps_the_message(tmp_path):
-    database_url, transport_url = sqlite_urls(tmp_path)
+    database_url, transport_url = embedded_urls(tmp_path / "data")
     cluster = FaultCluster(
         database_url,
         transport_url,
@@ -156,7 +152,7 @@ def test_wrong_worker_token_backs_off_and_keeps_the_message(tmp_path):
 
 def test_claim_refused_as_too_large_is_poison_and_the_queue_moves_on(tmp_path):
     """A bundle whose claim the API refuses (413 here) fails its tasks, once."""
-    database_url, transport_url = sqlite_urls(tmp_path)
+    database_url, transport_url = embedded_urls(tmp_path / "data")
     cluster = FaultCluster(
         database_url,
         transport_url,
@@ -202,7 +198,7 @@ def test_claim_refused_as_too_large_is_poison_and_the_queue_moves_on(tmp_path):
 
 def test_bundle_beyond_the_claim_limit_is_poison(tmp_path):
     """The reported case: one message of 10001 tasks, and a real task queued behind it."""
-    database_url, transport_url = sqlite_urls(tmp_path)
+    database_url, transport_url = embedded_urls(tmp_path / "data")
     total = MAX_BUNDLE_TASKS + 1
     cluster = FaultCluster(
         database_url,
@@ -310,7 +306,7 @@ def test_an_answer_that_is_no_api_answer_is_retried_then_unavailable(answer):
 
 @pytest.mark.parametrize("answer", ["redirect", "html"])
 def test_worker_pointed_at_something_else_keeps_the_message_without_a_hot_loop(tmp_path, answer):
-    database_url, transport_url = sqlite_urls(tmp_path)
+    database_url, transport_url = embedded_urls(tmp_path / "data")
     cluster = FaultCluster(
         database_url,
         transport_url,

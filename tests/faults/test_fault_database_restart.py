@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from faafo.config import embedded_transport_url
 from support.faults import (
     FaultCluster,
     StatusRecorder,
@@ -59,7 +60,7 @@ def test_postgresql_restart_503_then_recovers_by_itself(tmp_path, postgres):
     data = tmp_path / "data"
     cluster = FaultCluster(
         postgres.url,
-        f"embedded://{data / 'queue.sqlite3'}",
+        embedded_transport_url(data),
         tmp_path,
         data,
         extra_api_args=["--publish-grace-seconds", "2", "--reconcile-interval", "1"],

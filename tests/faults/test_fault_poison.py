@@ -19,6 +19,7 @@ import httpx
 import pytest
 from kombu import Consumer, Producer
 
+from faafo.config import embedded_database_url, embedded_transport_url
 from faafo.messaging import broker
 from faafo.messaging.topology import DEAD_QUEUE, TASK_EXCHANGE, TASK_QUEUE
 from support.faults import (
@@ -26,6 +27,7 @@ from support.faults import (
     NOT_BANDED,
     FaultCluster,
     assert_done_once,
+    embedded_urls,
     small_task,
     wait_finished,
 )
@@ -38,11 +40,9 @@ pytestmark = pytest.mark.slow
 def urls(request, tmp_path) -> tuple[str, str]:
     if request.param == "embedded":
         data = tmp_path / "data"
-        return f"sqlite:///{data / 'faafo.sqlite3'}", f"embedded://{data / 'queue.sqlite3'}"
+        return embedded_urls(data)
     request.applymarker(pytest.mark.servers)
-    return f"sqlite:///{tmp_path / 'data' / 'faafo.sqlite3'}", request.getfixturevalue(
-        "rabbitmq_url"
-    )
+    return embedded_database_url(tmp_path / "data"), request.getfixturevalue("rabbitmq_url")
 
 
 def publish_raw(transport_url: str, bodies: list[tuple[bytes | str, str]]) -> None:
@@ -198,10 +198,7 @@ def test_poison_is_kept_until_the_api_has_failed_its_tasks(tmp_path):
     """The API is down when the worker finds a poison bundle: it keeps the message,
     retries the report, and dead-letters only once the tasks are failed."""
     data = tmp_path / "data"
-    database_url, transport_url = (
-        f"sqlite:///{data / 'faafo.sqlite3'}",
-        f"embedded://{data / 'queue.sqlite3'}",
-    )
+    database_url, transport_url = embedded_urls(data)
     cluster = FaultCluster(
         database_url,
         transport_url,
@@ -243,10 +240,10 @@ def test_poison_is_kept_until_the_api_has_failed_its_tasks(tmp_path):
 def test_task_that_kills_its_workers_fails_after_max_attempts(tmp_path):
     """A render that never survives (here: ``kill -9`` each time) ends failed, not looping."""
     data = tmp_path / "data"
-    database_url = f"sqlite:///{data / 'faafo.sqlite3'}"
+    database_url = embedded_database_url(data)
     cluster = FaultCluster(
         database_url,
-        f"embedded://{data / 'queue.sqlite3'}",
+        embedded_transport_url(data),
         tmp_path,
         data,
         extra_api_args=["--band-cost", NOT_BANDED, "--max-attempts", "2"],

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from faafo.client.http import FaafoClient
+from faafo.config import embedded_database_url
 from support.faults import (
     assert_done_once,
     count_done,
@@ -150,7 +151,7 @@ def unfinished(database_url: str) -> dict[str, int]:
 @pytest.mark.parametrize("victim", ["process-group", "parent-only"])
 def test_faafo_up_killed_mid_run_then_restarted_completes_every_task(tmp_path, victim):
     data_dir = tmp_path / "data"
-    database_url = f"sqlite:///{data_dir / 'faafo.sqlite3'}"
+    database_url = embedded_database_url(data_dir)
     port = free_port()
     first = Up(tmp_path, data_dir, port, 1)
     second: Up | None = None

@@ -15,11 +15,13 @@ import uuid as uuidlib
 
 import pytest
 
+from faafo.config import embedded_database_url
 from support.faults import (
     LARGE,
     NOT_BANDED,
     FaultCluster,
     assert_done_once,
+    embedded_urls,
     small_task,
     wait_finished,
 )
@@ -33,7 +35,7 @@ def urls(request, tmp_path) -> tuple[str, str]:
     """(database, queue): SQLite + the embedded queue, or PostgreSQL + RabbitMQ."""
     if request.param == "embedded":
         data = tmp_path / "data"
-        return f"sqlite:///{data / 'faafo.sqlite3'}", f"embedded://{data / 'queue.sqlite3'}"
+        return embedded_urls(data)
     request.applymarker(pytest.mark.servers)
     return request.getfixturevalue("postgres_url"), request.getfixturevalue("rabbitmq_url")
 
@@ -191,7 +193,7 @@ def test_a_frozen_worker_loses_its_message_to_another(tmp_path, rabbitmq_url):
     its unacknowledged message goes to another worker.
     """
     data = tmp_path / "data"
-    database_url = f"sqlite:///{data / 'faafo.sqlite3'}"
+    database_url = embedded_database_url(data)
     cluster = FaultCluster(
         database_url,
         rabbitmq_url + "?heartbeat=2",

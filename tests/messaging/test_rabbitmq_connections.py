@@ -17,6 +17,7 @@ import uuid as uuidlib
 
 import pytest
 
+from faafo.config import embedded_database_url
 from faafo.messaging import broker
 from faafo.messaging.messages import TaskMessage
 from faafo.messaging.publisher import Publisher
@@ -205,7 +206,7 @@ def test_a_worker_cut_off_from_the_broker_notices_it_and_comes_back(tmp_path, ra
     """Its heartbeats find the silence; it drops the connection (no closing handshake,
     which would wait for the silent broker) and reconnects once the network is back."""
     data = tmp_path / "data"
-    cluster = FaultCluster(f"sqlite:///{data / 'faafo.sqlite3'}", rabbitmq_url, tmp_path, data)
+    cluster = FaultCluster(embedded_database_url(data), rabbitmq_url, tmp_path, data)
     try:
         cluster.start_api()
         worker = Service(

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from faafo.client.http import FaafoClient
+from faafo.config import embedded_database_url, embedded_transport_url
 from support.cluster import Cluster
 from support.processes import Service, free_port, wait_http
 
@@ -40,6 +41,12 @@ LARGE = {
     "yb": 0.11,
 }
 NOT_BANDED = str(10**15)  # --band-cost that keeps every task whole
+
+
+def embedded_urls(data_dir: Path) -> tuple[str, str]:
+    """(database, queue) URLs of SQLite and the embedded queue in ``data_dir``, laid
+    out as ``faafo up`` lays them out."""
+    return embedded_database_url(data_dir), embedded_transport_url(data_dir)
 
 
 def small_task(batch: str, index: int = 0, **extra: object) -> dict:
