@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as error:
         print(f"faafo-api: error: {error}", file=sys.stderr)
         return 1
-    app = create_app(settings, database=database)
+    # open_database has migrated it already: the app's start-up need not again.
+    app = create_app(settings.model_copy(update={"migrate": False}), database=database)
     uvicorn.run(
         app,
         host=settings.listen_address,
