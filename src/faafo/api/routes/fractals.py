@@ -356,12 +356,15 @@ def _thumbnail_response(services: Services, uuid: str, request: Request) -> Resp
         if row is None or row.status != DONE:
             raise ApiError(404, f"no thumbnail for {uuid}")
         headers, unchanged = _cache_headers(request, f'"t-{row.checksum}"')
-        size = store.thumbnail_size(session, uuid)
-        if size and unchanged:
-            return Response(status_code=304, headers=headers)
-        if size and request.method == "HEAD":
-            return _head(headers, size)
-        data = store.thumbnail(session, uuid) if size else None
+        data: bytes | None = None
+        if unchanged or request.method == "HEAD":  # the size will do: the bytes need not load
+            size = store.thumbnail_size(session, uuid)
+            if size and unchanged:
+                return Response(status_code=304, headers=headers)
+            if size:
+                return _head(headers, size)
+        else:
+            data = store.thumbnail(session, uuid)
     if not data:
         # Small images are their own thumbnail.
         return _image_response(services, uuid, request)
