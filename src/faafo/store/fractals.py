@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -41,6 +42,7 @@ from faafo.store.models import (
 )
 
 _IN_CHUNK = 500  # bound on the size of IN (...) lists
+_Item = TypeVar("_Item")
 
 
 def utcnow() -> datetime:
@@ -48,7 +50,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[_Item], size: int = _IN_CHUNK) -> Iterator[Sequence[_Item]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -558,10 +560,10 @@ def _tasks_of(
     }
     rows: list[Fractal] = []
     for kind, keys in by_kind.items():
-        extra = Fractal.publish_group.is_(None) if kind == "legacy" else Fractal.uuid.is_not(None)
-        for start in range(0, len(keys), _IN_CHUNK):
-            part = keys[start : start + _IN_CHUNK]
-            query = select(Fractal).where(published, extra, selectors[kind].in_(part))
+        # A legacy message names its tasks by publish time, which grouped tasks share.
+        only = [Fractal.publish_group.is_(None)] if kind == "legacy" else []
+        for part in _chunks(keys):
+            query = select(Fractal).where(published, *only, selectors[kind].in_(part))
             rows += session.scalars(query).all()
     rows.sort(key=lambda row: (row.published_at, row.created_at, row.uuid))
     return rows[:limit]
