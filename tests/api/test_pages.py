@@ -190,6 +190,8 @@ def test_detail_page_of_unfinished_and_unknown_fractals(client):
     assert "Queued — waiting for a worker" in page and f'src="/fractal/{uuid}"' not in page
     claim(client, uuid, "w-alpha")
     assert "Rendering on <strong>w-alpha</strong>" in client.get(f"/fractal/{uuid}/view").text
+    shouted = client.get(f"/fractal/{uuid.upper()}/view")  # as /v1/fractal/<UUID> finds it
+    assert shouted.status_code == 200 and "Rendering on <strong>w-alpha</strong>" in shouted.text
     missing = client.get(f"/fractal/{uuidlib.uuid4()}/view")
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("text/html")

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse
 import faafo
 from faafo.api import auth, deps, gallery_queries
 from faafo.api.routes.stats import collect
-from faafo.api.schemas import FractalOut
+from faafo.api.schemas import FractalOut, canonical_uuid
 from faafo.api.services import Services
 from faafo.client.random_tasks import INTEGER_PARAMETERS, RANDOM_RANGES
 from faafo.store import fractals as store
@@ -272,7 +272,9 @@ def _timings(row: Fractal) -> list[tuple[str, float | None]]:
 def fractal_view(request: Request, services: Svc, uuid: str) -> HTMLResponse:
     """One fractal: the full image, every field of the original's ``show``, and actions."""
     with services.database.reading() as session:
-        row = store.get(session, uuid)
+        # Found in any case, as by the API's routes (deps.fractal_uuid); a string that is
+        # no UUID keeps this page's 404 rather than the API's JSON one.
+        row = store.get(session, canonical_uuid(uuid) or uuid)
         claims = gallery_queries.claim_sizes(session, [row] if row else [])
     stats = collect(services, recent=0, queue=False)
     if row is None:
