@@ -354,10 +354,7 @@ class Worker:
 
     def _split_after_crash(self, todo: list[TaskMessage]) -> Verdict:
         """A bundle whose tasks were claimed before, by a worker that never gave them back."""
-        try:
-            self.api.release([t.uuid for t in todo])
-        except (ApiUnavailable, ApiRejected) as error:
-            log.warning("could not release the bundle before splitting it: %s", error)
+        self._give_back([t.uuid for t in todo])
         return Verdict(
             Outcome.SPLIT, "its tasks were claimed before by a worker that vanished", todo
         )
