@@ -15,20 +15,13 @@ output instead. Also runnable as ``python -m faafo.client.render [options]``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import os
-import stat
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import BinaryIO, NoReturn, TypeVar
+from typing import NoReturn
 
+from faafo.client.output import open_image
 from faafo.engine import KINDS, PALETTES, FractalSpec, resolve_c, write_png
-
-T = TypeVar("T")
 
 DEFAULTS = {
     "width": 1024,
@@ -167,46 +160,6 @@ def _describe_c(c: complex | None) -> str:
     )
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomically(path: str, write: Callable[[BinaryIO], T]) -> T:
-    """``write(file)`` into a temporary file next to ``path``, renamed to ``path`` at the end.
-
-    On any failure (or KeyboardInterrupt) the temporary file is removed and ``path`` is
-    left as it was. The result gets the mode an ordinary ``open`` would have given
-    (or keeps that of the file it replaces). A target that exists but is not a regular
-    file (``/dev/null``, a FIFO) is written directly: renaming over it would replace it.
-    """
-    target = Path(path)
-    try:
-        existing = os.stat(target)
-    except FileNotFoundError:
-        existing = None
-    if existing is not None and not stat.S_ISREG(existing.st_mode):
-        if stat.S_ISDIR(existing.st_mode):
-            raise IsADirectoryError(21, "Is a directory", path)
-        with open(target, "wb") as out:
-            return write(out)
-    mode = stat.S_IMODE(existing.st_mode) if existing else 0o666 & ~_current_umask()
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            result = write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
     """Renders as the parsed options say; returns the exit status."""
     prog = "faafo render"
@@ -221,13 +174,9 @@ def run(args: argparse.Namespace) -> int:
     spec = dataclasses.replace(spec, c=resolve_c(spec))
     started = time.perf_counter()
     try:
-        if args.output == "-":
-            result = write_png(spec, sys.stdout.buffer, threads=args.threads)
-            sys.stdout.buffer.flush()
-        else:
-            result = write_atomically(
-                args.output, lambda out: write_png(spec, out, threads=args.threads)
-            )
+        # As ``faafo get`` writes: "-" is stdout; a file appears only once complete.
+        with open_image(args.output) as out:
+            result = write_png(spec, out, threads=args.threads)
     except OSError as error:
         sys.stderr.write(f"{prog}: error: cannot write {args.output}: {error.strerror or error}\n")
         return 1
