@@ -302,7 +302,10 @@ def read_ini(path: Path, section: str) -> dict[str, str]:
 
     A file that cannot be read or parsed raises ConfigurationError with one line.
     """
-    sections = _parse_ini(path)
+    return _overlay(_parse_ini(path), section)
+
+
+def _overlay(sections: dict[str, dict[str, str]], section: str) -> dict[str, str]:
     values = dict(sections.get("DEFAULT", {}))
     if section != "DEFAULT":
         values.update(sections.get(section, {}))
@@ -313,14 +316,16 @@ def _service_classes() -> tuple[type[CommonSettings], ...]:
     return (ApiSettings, WorkerSettings)
 
 
-def check_ini(path: Path, settings_cls: type[BaseSettings]) -> None:
+def check_ini(
+    path: Path, sections: dict[str, dict[str, str]], settings_cls: type[BaseSettings]
+) -> None:
     """ConfigurationError naming the option and the file for any option no program reads.
 
     One file may configure a whole host, so ``[DEFAULT]`` may hold any service's
     options; the service's own section only its own. Another program's section is
     left to that program. A misspelt option is an error, not silently ignored.
+    ``sections`` is ``path`` as parsed.
     """
-    sections = _parse_ini(path)
     for name in sections:
         if name not in INI_SECTIONS:
             raise ConfigurationError(
@@ -358,8 +363,9 @@ def load_settings(
         config_file = DEFAULT_CONFIG_FILE
     ini: dict[str, str] = {}
     if config_file:
-        check_ini(config_file, settings_cls)
-        ini = read_ini(config_file, settings_cls.ini_section)
+        sections = _parse_ini(config_file)
+        check_ini(config_file, sections, settings_cls)
+        ini = _overlay(sections, settings_cls.ini_section)
 
     class _Configured(settings_cls):  # type: ignore[valid-type, misc]
         @classmethod

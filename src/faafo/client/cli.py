@@ -12,7 +12,6 @@ when present; ``[DEFAULT]`` overridden by ``[client]``), else the default.
 from __future__ import annotations
 
 import argparse
-import configparser
 import logging
 import os
 import random
@@ -314,13 +313,8 @@ def ini_settings(config_file: Path | None) -> dict[str, str]:
         config_file = config.DEFAULT_CONFIG_FILE
     try:
         return config.read_ini(config_file, INI_SECTION)
-    except config.ConfigurationError as error:  # already one line naming the file
+    except config.ConfigurationError as error:  # unreadable or not INI: one line naming it
         raise UsageError(str(error)) from None
-    except OSError as error:
-        raise UsageError(f"cannot read {config_file}: {error.strerror or error}") from None
-    except (configparser.Error, UnicodeDecodeError) as error:
-        first = str(error).splitlines()[0] if str(error) else error.__class__.__name__
-        raise UsageError(f"{config_file} is not a valid INI file: {first}") from None
 
 
 def endpoint_of(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> str:
