@@ -58,7 +58,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--initial", type=int, default=1, help="heat without --stack: the size now")
     p.add_argument("--os-cloud", help="heat, deploy: the clouds.yaml entry (env OS_CLOUD)")
     p.add_argument("--name", default="faafo", help="deploy: the deployment's name prefix")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
@@ -105,12 +105,10 @@ def run(args: argparse.Namespace) -> int:
     from faafo.autoscale.controller import AutoscaleMetrics, Autoscaler, api_backlog
     from faafo.autoscale.policy import Policy
 
-    level = str(args.log_level).upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        print(
-            f"faafo: error: --log-level {args.log_level!r}: DEBUG, INFO, WARNING or ERROR",
-            file=sys.stderr,
-        )
+    try:
+        level = logs.check_log_level(args.log_level)
+    except ValueError as error:
+        print(f"faafo: error: --log-level: {error}", file=sys.stderr)
         return 2
     logs.setup("autoscale", level, args.log_format)
     try:
