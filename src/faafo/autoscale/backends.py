@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -117,18 +117,19 @@ def heat_stack_policies(stack_name: str, cloud: str | None = None) -> HeatScalin
 
     conn = openstack.connect(cloud=cloud)
 
-    def outputs() -> dict[str, object]:
-        found = conn.orchestration.find_stack(stack_name, ignore_missing=True)
-        if found is None:
+    def found() -> Any:
+        """The stack as named now (looked up each time: a stack may be replaced)."""
+        stack = conn.orchestration.find_stack(stack_name, ignore_missing=True)
+        if stack is None:
             raise LookupError(f"no Heat stack named {stack_name!r}")
-        stack = conn.orchestration.get_stack(found.id)
+        return stack
+
+    def outputs() -> dict[str, object]:
+        stack = conn.orchestration.get_stack(found().id)
         return {o["output_key"]: o.get("output_value") for o in stack.outputs or []}
 
     def busy() -> bool:
-        found = conn.orchestration.find_stack(stack_name, ignore_missing=True)
-        if found is None:
-            raise LookupError(f"no Heat stack named {stack_name!r}")
-        for resource in conn.orchestration.resources(found):
+        for resource in conn.orchestration.resources(found()):
             if resource.name == GROUP_RESOURCE:
                 return str(resource.status).endswith("IN_PROGRESS")
         return False
