@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from faafo.store import fractals as store
 from faafo.store import migrate
 from faafo.store.database import connect
@@ -144,9 +142,3 @@ def test_concurrent_claims_and_results_leave_one_outcome(database_url):
             data = store.image_bytes(session, f"t{i}")
             assert store.sha256_hex(data) == record.checksum, "one result, consistent"
     database.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _servers_marker(request):
-    if "sqlite" not in request.node.name:
-        request.node.add_marker(pytest.mark.servers)

@@ -20,25 +20,11 @@ from sqlalchemy.orm import Session
 from faafo.api.services import Services
 from faafo.config import ApiSettings, load_settings
 from faafo.messaging.publisher import Publisher
-from faafo.store import bands, idempotency, migrate
+from faafo.store import bands, idempotency
 from faafo.store import fractals as store
-from faafo.store.database import Database, connect
+from faafo.store.database import Database
 
 DEADLINE = 60.0
-
-
-@pytest.fixture(autouse=True)
-def _servers_marker(request):
-    if "sqlite" not in request.node.name:
-        request.node.add_marker(pytest.mark.servers)
-
-
-@pytest.fixture
-def database(database_url):
-    db = connect(database_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture

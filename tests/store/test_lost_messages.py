@@ -5,27 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-from faafo.store import bands, migrate
+from faafo.store import bands
 from faafo.store import fractals as store
-from faafo.store.database import connect
 
 GRACE = timedelta(seconds=5)
-
-
-@pytest.fixture(autouse=True)
-def _servers_marker(request):
-    if "sqlite" not in request.node.name:
-        request.node.add_marker(pytest.mark.servers)
-
-
-@pytest.fixture
-def database(database_url):
-    db = connect(database_url)
-    migrate.upgrade(db)
-    yield db
-    db.dispose()
 
 
 def row(uuid: str, height: int = 8) -> dict:

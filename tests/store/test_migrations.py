@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
 import sqlalchemy as sa
 
 from faafo.store import fractals as store
 from faafo.store import migrate
 from faafo.store.database import connect
-
-
-@pytest.fixture(autouse=True)
-def _servers_marker(request):
-    if "sqlite" not in request.node.name:
-        request.node.add_marker(pytest.mark.servers)
 
 
 def test_tasks_queued_before_0004_count_one_message_per_publish_instant(database_url):
