@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid as uuidlib
@@ -31,6 +30,7 @@ from support.faults import (
     wait_finished,
 )
 from support.processes import free_port, wait_http, wait_until
+from support.up import UpProcess
 
 pytestmark = pytest.mark.slow
 
@@ -61,30 +61,12 @@ def running(client: FaafoClient, batch: str) -> int:
         return 0
 
 
-class Up:
-    """``faafo up`` as a user starts it, in a session of its own so it can be killed whole."""
+class Up(UpProcess):
+    """``faafo up`` as a user starts it (two workers), a run of its own on shared data."""
 
     def __init__(self, tmp_path: Path, data_dir: Path, port: int, run: int) -> None:
-        self.log_path = tmp_path / f"up-{run}.log"
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "faafo.client.cli",
-                    "up",
-                    "--data-dir",
-                    str(data_dir),
-                    "--bind-port",
-                    str(port),
-                    "--workers",
-                    "2",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
-            )
+        super().__init__(tmp_path, "--bind-port", str(port), "--workers", "2",
+                         data_dir=data_dir, log_name=f"up-{run}.log")
         self.url = f"http://127.0.0.1:{port}"
 
     def wait_ready(self) -> None:
@@ -106,16 +88,12 @@ class Up:
                 found.append(int(entry.name))
         return found
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+    def stop(self) -> int:
+        """Stopped as UpProcess stops, and whatever of its group outlived it killed."""
+        code = super().stop()
         for pid in self.members():
             os.kill(pid, signal.SIGKILL)
+        return code
 
     def tail(self) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-60:])

@@ -17,12 +17,23 @@ from support.processes import wait_until
 
 
 class UpProcess:
-    """``python -m faafo.client.cli up --data-dir BASE/data ARGS``, logging to BASE/up.log."""
+    """``python -m faafo.client.cli up --data-dir BASE/data ARGS``, logging to BASE/up.log.
 
-    def __init__(self, base: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    In a session of its own, so that it can be killed whole (``os.killpg``).
+    ``data_dir`` and ``log_name`` let several runs share one data directory.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        log_name: str = "up.log",
+    ) -> None:
         self.base = base
-        self.data_dir = base / "data"
-        self.log_path = base / "up.log"
+        self.data_dir = data_dir or base / "data"
+        self.log_path = base / log_name
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("FAAFO_")}
         child_env["XDG_CONFIG_HOME"] = str(base / "config")
         child_env.update(env or {})
