@@ -82,9 +82,12 @@ def fail_one_then_render(cluster: Cluster, url: str, cli: subprocess.Popen) -> s
     return victim
 
 
-def test_create_wait_reports_the_failed_task_and_exits_non_zero(cluster, tmp_path):
+def create_wait_with_one_failure(
+    cluster, tmp_path, *extra: str
+) -> tuple[str, str, int, str, str]:
+    """``faafo create ... --wait EXTRA`` while one task fails: (url, victim, exit, out, err)."""
     url = cluster.start_api()
-    cli = start_cli(url, tmp_path, *ARGS, "--wait")
+    cli = start_cli(url, tmp_path, *ARGS, "--wait", *extra)
     try:
         victim = fail_one_then_render(cluster, url, cli)
         out, err = cli.communicate(timeout=60)
@@ -92,7 +95,12 @@ def test_create_wait_reports_the_failed_task_and_exits_non_zero(cluster, tmp_pat
         if cli.poll() is None:
             cli.kill()
             cli.communicate()
-    assert cli.returncode == 1, err
+    return url, victim, cli.returncode, out, err
+
+
+def test_create_wait_reports_the_failed_task_and_exits_non_zero(cluster, tmp_path):
+    url, victim, code, out, err = create_wait_with_one_failure(cluster, tmp_path)
+    assert code == 1, err
     uuids = out.split()
     assert len(uuids) == TASKS and victim in uuids
     assert all(str(uuidlib.UUID(u)) == u for u in uuids), out  # nothing but the uuids
@@ -104,16 +112,8 @@ def test_create_wait_reports_the_failed_task_and_exits_non_zero(cluster, tmp_pat
 
 
 def test_create_wait_json_gives_the_final_records_and_exits_non_zero(cluster, tmp_path):
-    url = cluster.start_api()
-    cli = start_cli(url, tmp_path, *ARGS, "--wait", "--json")
-    try:
-        victim = fail_one_then_render(cluster, url, cli)
-        out, err = cli.communicate(timeout=60)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.communicate()
-    assert cli.returncode == 1, err
+    _, victim, code, out, err = create_wait_with_one_failure(cluster, tmp_path, "--json")
+    assert code == 1, err
     body = json.loads(out)
     statuses = {row["uuid"]: row["status"] for row in body["objects"]}
     assert len(statuses) == TASKS and statuses.pop(victim) == "failed"
