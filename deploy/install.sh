@@ -69,6 +69,10 @@ CLIENT_TOKEN="${FAAFO_CLIENT_TOKEN:-}"
 WORKER_TOKEN="${FAAFO_WORKER_TOKEN:-}"
 NAME=""
 EXTRA=""
+# Ports a role listens on unless -o says otherwise: the config it writes and the
+# firewall it builds read them here, so the two cannot disagree.
+API_PORT_DEFAULT=80
+WORKER_METRICS_PORT_DEFAULT=9100
 PRINT=""
 SCRIPT_DIR=$(cd "$(dirname "$0")" 2>/dev/null && pwd || echo /)
 if [ -f "$SCRIPT_DIR/../pyproject.toml" ]; then
@@ -310,14 +314,14 @@ firewall_role() {  # ROLE: the accept rules of one role
             allow 5672 worker "... and workers (epmd 4369 and Erlang's 25672 stay closed)"
             allow 9101 prometheus "faafo autoscale --metrics-port 9101, if it runs here: Prometheus" ;;
         api)
-            api_port=$(port_of API_PORT "$(extra_value api.bind_port 80)")
+            api_port=$(port_of API_PORT "$(extra_value api.bind_port "$API_PORT_DEFAULT")")
             allow "$api_port" loadbalancer "faafo-api: the load balancer..."
             allow "$api_port" worker "... workers given a list of API addresses..."
             allow "$api_port" prometheus "... and Prometheus (GET /metrics)" ;;
         loadbalancer)
             allow 80 clients "HAProxy: clients (browsers, the faafo CLI) and workers" ;;
         worker)
-            metrics_port=$(port_of WORKER_METRICS_PORT "$(extra_value worker.metrics_port 9100)")
+            metrics_port=$(port_of WORKER_METRICS_PORT "$(extra_value worker.metrics_port "$WORKER_METRICS_PORT_DEFAULT")")
             allow "$metrics_port" prometheus "faafo-worker's metrics: Prometheus only" ;;
     esac
 }
@@ -714,7 +718,7 @@ write_config() {
             echo "[api]"
             # Only API hosts hold the database's password.
             opt api database_url "$DATABASE_URL"
-            opt api bind_port 80
+            opt api bind_port "$API_PORT_DEFAULT"
             opt api client_token "$CLIENT_TOKEN"
             opt api worker_token "$WORKER_TOKEN"
             extra_of api
@@ -725,7 +729,7 @@ write_config() {
             opt worker worker_token "$WORKER_TOKEN"
             opt worker name "$NAME"
             # Prometheus scrapes every worker here (-o worker.metrics_port=0: off).
-            opt worker metrics_port 9100
+            opt worker metrics_port "$WORKER_METRICS_PORT_DEFAULT"
             extra_of worker
         fi
     } > "$CONFIG_FILE.new"
