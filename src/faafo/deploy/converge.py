@@ -93,9 +93,6 @@ class Deployment:
             wait,
         )
 
-    def _has_octavia(self) -> bool:
-        return bool(self.conn.has_service(octavia.SERVICE))
-
     # ------------------------------------------------------------ checks
 
     def preflight(self) -> dict[str, Any]:
@@ -158,9 +155,11 @@ class Deployment:
         if kind == "octavia":
             # Before the servers: the workers' user data names the VIP.
             apis = {s.name: addresses[s.name] for s in p.servers if s.kind == "api"}
-            lb = self.balancer(wait).converge(found["network"], found["external"], apis)
+            balancer = self.balancer(wait)
+            lb = balancer.converge(found["network"], apis)
+            self._floating_ip(lb.vip_port_id, balancer.full, found["external"])
             vip = lb.vip_address
-        elif self.state.topology == "scaled" and self._has_octavia():
+        elif self.state.topology == "scaled" and octavia.available(self.conn):
             self.balancer(wait).remove()  # --lb haproxy after an Octavia one
         user_data = roles(p, addresses, self.state, lb_address=vip)
         existing = {s.name: s for s in self.servers()}
@@ -192,7 +191,8 @@ class Deployment:
                 self.conn.compute.wait_for_server(server, status="ACTIVE", wait=wait, interval=1)
         for server in p.servers:
             if server.public:
-                self._floating_ip(ports[server.name], found["external"])
+                port = ports[server.name]
+                self._floating_ip(port.id, port.name, found["external"])
         return self.changes
 
     def keypair(self, public_key: str | None) -> str | None:
@@ -268,12 +268,14 @@ class Deployment:
             description=marker(self.name),
         )
 
-    def _floating_ip(self, port: Any, external: Any) -> Any:
-        for fip in self.conn.network.ips(port_id=port.id):
+    def _floating_ip(self, port_id: str, label: str, external: Any) -> Any:
+        """The floating IP on port ``port_id`` (a server's, or the Octavia VIP's),
+        made with our marker when missing; ``label`` names the port's owner."""
+        for fip in self.conn.network.ips(port_id=port_id):
             return fip
-        self.say(f"floating IP for {port.name}")
+        self.say(f"floating IP for {label}")
         fip = self.conn.network.create_ip(
-            floating_network_id=external.id, port_id=port.id, description=marker(self.name)
+            floating_network_id=external.id, port_id=port_id, description=marker(self.name)
         )
         self.changes.created.append(f"floating IP {fip.floating_ip_address}")
         return fip
@@ -309,7 +311,7 @@ class Deployment:
 
     def down(self, wait: float = 300.0) -> Created:
         """Delete everything with our marker, in dependency order."""
-        if self._has_octavia():
+        if octavia.available(self.conn):
             self.balancer(wait).remove()
         servers = self.servers()
         for server in servers:
@@ -361,7 +363,7 @@ class Deployment:
                     "state": server.status,
                 }
             )
-        summary = self.balancer().summary() if self._has_octavia() else None
+        summary = self.balancer().summary() if octavia.available(self.conn) else None
         if summary is not None:
             rows.append(
                 {

@@ -4,9 +4,9 @@ Issue 8 asks for "an Octavia load balancer when the cloud has one, else an
 HAProxy server of our own". This module is the Octavia half: a load balancer
 ``PREFIX-lb`` with its VIP on the private network's subnet, an HTTP listener on
 80, a ROUND_ROBIN pool, an HTTP health monitor (GET /readyz expecting 200) and
-one member per API server, plus a floating IP on the VIP port. Every object
-carries the deployment's marker (description and tag), so ``down`` removes
-exactly what ``up`` made, and ``up`` creates only what is missing.
+one member per API server; converge.py puts a floating IP on the VIP port. Every
+object carries the deployment's marker (description and tag), so ``down``
+removes exactly what ``up`` made, and ``up`` creates only what is missing.
 
 Octavia refuses any change while the load balancer is ``PENDING_*``, so every
 step waits for ``ACTIVE`` before the next.
@@ -38,6 +38,11 @@ HEALTH_MONITOR: dict[str, Any] = {
 }
 
 
+def available(conn: Any) -> bool:
+    """Whether the cloud's catalog has Octavia (a ``load-balancer`` service)."""
+    return bool(conn.has_service(SERVICE))
+
+
 def resolve(conn: Any, choice: str) -> str:
     """``octavia`` or ``haproxy`` for the ``--lb`` choice on this cloud.
 
@@ -48,12 +53,12 @@ def resolve(conn: Any, choice: str) -> str:
         raise DeployError(f"--lb must be one of {', '.join(CHOICES)}, not {choice!r}")
     if choice == "haproxy":
         return "haproxy"
-    available = bool(conn.has_service(SERVICE))
-    if choice == "octavia" and not available:
+    has_octavia = available(conn)
+    if choice == "octavia" and not has_octavia:
         raise DeployError(
             "--lb octavia: this cloud has no load-balancer service (Octavia); use --lb haproxy"
         )
-    return "octavia" if available else "haproxy"
+    return "octavia" if has_octavia else "haproxy"
 
 
 @dataclass(frozen=True)
@@ -136,9 +141,10 @@ class Balancer:
 
     # ------------------------------------------------------------ converge
 
-    def converge(self, network: Any, external: Any, members: dict[str, str]) -> Any:
-        """Create what is missing, make the members ``members`` (short name ->
-        address), attach the floating IP; returns the ACTIVE load balancer."""
+    def converge(self, network: Any, members: dict[str, str]) -> Any:
+        """Create what is missing and make the members ``members`` (short name ->
+        address); returns the ACTIVE load balancer (every change above waited
+        for ACTIVE again). Its floating IP is the caller's (converge.py)."""
         lb = self.find()
         if lb is not None and lb.provisioning_status == "ERROR":
             self.say(f"{self.full} is in ERROR: replacing it")
@@ -155,8 +161,7 @@ class Balancer:
         pool = self._pool(lb, listener)
         self._health_monitor(lb, pool)
         self._members(lb, pool, members)
-        self._floating_ip(lb, external)
-        return self._settle(lb.id)
+        return lb
 
     def _subnet(self, network: Any) -> str:
         """The private network's (first IPv4) subnet: where the VIP lives."""
@@ -202,7 +207,8 @@ class Balancer:
         return pool
 
     def _health_monitor(self, lb: Any, pool: Any) -> None:
-        if self.lbs.get_pool(pool.id).health_monitor_id:
+        # ``pool`` is fresh: just fetched by _pool, or just created (no monitor yet).
+        if pool.health_monitor_id:
             return
         name = f"{self.full}-readyz"
         self.say(f"creating health monitor {name} (GET /readyz)")
@@ -230,16 +236,6 @@ class Balancer:
                 )
                 self.created.append(f"member {name}")
                 self._settle(lb.id)
-
-    def _floating_ip(self, lb: Any, external: Any) -> Any:
-        for fip in self.conn.network.ips(port_id=lb.vip_port_id):
-            return fip
-        self.say(f"floating IP for {self.full}")
-        fip = self.conn.network.create_ip(
-            floating_network_id=external.id, port_id=lb.vip_port_id, description=self.marker
-        )
-        self.created.append(f"floating IP {fip.floating_ip_address}")
-        return fip
 
     # ------------------------------------------------------------ down, status
 
