@@ -337,3 +337,30 @@ def test_the_wheel_carries_install_sh_and_the_heat_templates(tmp_path: Path) -> 
     for template in HEAT.glob("*.yaml"):
         packaged = unpacked / "faafo" / "deploy" / "assets" / "heat" / template.name
         assert packaged.read_bytes() == template.read_bytes()
+
+
+def test_up_heat_refuses_an_octavia_choice_saved_by_an_earlier_up(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``up --heat`` checks the combined choice (flag plus state file), not only the flag:
+    a deployment saved with ``--lb octavia`` cannot quietly become a Heat one with HAProxy."""
+    import argparse
+
+    from faafo.deploy import cli
+    from faafo.deploy.errors import DeployError
+
+    state = _state("scaled", tmp_path, monkeypatch)
+    state.lb = "octavia"
+    state.save()
+
+    def args(**given: object) -> argparse.Namespace:
+        flags = {key: None for key in cli.DEFAULTS}
+        flags.update(name="t", os_cloud=None, heat=True, timeout=1.0, **given)
+        return argparse.Namespace(**flags)
+
+    with pytest.raises(DeployError, match=r"drop --lb octavia .*pass --lb haproxy"):
+        cli._up(None, args(), console=None)
+    with pytest.raises(DeployError, match=r"drop --lb octavia$"):
+        cli._up(None, args(lb="octavia"), console=None)
+    again = load("t", None)
+    assert again is not None and (again.heat, again.lb) == (False, "octavia")  # not saved

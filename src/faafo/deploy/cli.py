@@ -121,8 +121,11 @@ def _up(conn: Any, args: argparse.Namespace, console: Any) -> int:
         )
     state = _state(args)
     state.heat = args.heat or (old is not None and old.heat)
-    if state.heat and args.lb == "octavia":
-        raise DeployError("--heat builds the templates' HAProxy server: drop --lb octavia")
+    if state.heat and state.lb == "octavia":  # the flag, or what an earlier up saved
+        raise DeployError(
+            "--heat builds the templates' HAProxy server: drop --lb octavia"
+            + ("" if args.lb else f" (deployment {state.name!r} has it: pass --lb haproxy)")
+        )
     state.save()  # before creating anything: an interrupted up keeps its secrets
     deployment = Deployment(conn, state)
     with console.status(f"faafo deploy up {state.name} ({state.topology})") as status:
