@@ -17,7 +17,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from faafo.store.models import DONE, FAILED, QUEUED, RUNNING, STATUSES, Fractal
@@ -89,11 +89,39 @@ def _at_or_older(anchor: Anchor | None) -> list:
 
 def newest(session: Session, filters: GalleryFilters) -> Anchor | None:
     """The anchor of the newest row the filters select (None when there is none)."""
-    query = filters.apply(select(Fractal.created_at, Fractal.uuid))
-    row = session.execute(
-        query.order_by(Fractal.created_at.desc(), Fractal.uuid.desc()).limit(1)
-    ).first()
+    row = session.execute(_newest_keys(filters, None, 0, 1)).first()
     return Anchor(row[0], row[1]) if row else None
+
+
+def _newest_keys(
+    filters: GalleryFilters, anchor: Anchor | None, skip: int, limit: int
+) -> Select:
+    """``(created_at, uuid)`` of the rows the filters select at or older than ``anchor``,
+    newest first, ``limit`` of them after the first ``skip``.
+
+    A worker without a status ("made or held by W") is an OR that no one index
+    orders: the database would gather every row of W's and sort them all for
+    one page. As two parts that each follow an index in order and stop after
+    ``skip + limit`` rows, it reads about a page's worth.
+    """
+    within = _at_or_older(anchor)
+    columns = (Fractal.created_at, Fractal.uuid)
+    if not (filters.worker and not filters.status):
+        query = filters.apply(select(*columns)).where(*within).order_by(*_NEWEST_FIRST)
+        return query.offset(skip).limit(limit)
+    enough = skip + limit
+    made = select(*columns).where(Fractal.generated_by == filters.worker, *within)
+    held = select(*columns).where(
+        Fractal.status.in_((RUNNING, FAILED)), Fractal.worker == filters.worker, *within
+    )
+    parts = [q.order_by(*_NEWEST_FIRST).limit(enough).subquery() for q in (made, held)]
+    both = union(*(select(part.c.created_at, part.c.uuid) for part in parts)).subquery()
+    return (
+        select(both.c.created_at, both.c.uuid)
+        .order_by(both.c.created_at.desc(), both.c.uuid.desc())
+        .offset(skip)
+        .limit(limit)
+    )
 
 
 def count_from(session: Session, filters: GalleryFilters, anchor: Anchor | None) -> int:
@@ -171,13 +199,9 @@ def _page_by_seek(
 def _page_by_keys(
     session: Session, filters: GalleryFilters, anchor: Anchor | None, skip: int, per_page: int
 ) -> list[Fractal]:
-    """When the filters must read rows anyway (a worker): sort keys only, then fetch the page.
-
-    Each matching row is read once for its key; only the page's rows are
-    loaded in full.
-    """
-    keys = select(Fractal.uuid).where(*_at_or_older(anchor)).order_by(*_NEWEST_FIRST)
-    uuids = list(session.scalars(filters.apply(keys).offset(skip).limit(per_page)))
+    """When the filters name a worker: the page's keys first (:func:`_newest_keys`),
+    then only the page's rows loaded in full."""
+    uuids = [uuid for _, uuid in session.execute(_newest_keys(filters, anchor, skip, per_page))]
     if not uuids:
         return []
     rows = {r.uuid: r for r in session.scalars(select(Fractal).where(Fractal.uuid.in_(uuids)))}
