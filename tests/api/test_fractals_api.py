@@ -192,6 +192,19 @@ def test_result_upload_raw_png_checksum_verified_and_served(client):
     assert thumb.status_code == 200 and thumb.content.startswith(b"\x89PNG")
 
 
+def test_a_result_with_half_a_constant_is_422_and_stores_nothing(client):
+    """c_real without c_imag (or the reverse) could not re-render the image, and every
+    reader of the record (``faafo show``) expects both or neither."""
+    uuid = create(client)["uuid"]
+    png = png_bytes()
+    for half in ({"c_real": 0.3}, {"c_imag": -0.2}):
+        refused = deliver(client, uuid, png, **half)
+        assert refused.status_code == 422, refused.text
+        assert "give both c_real and c_imag, or neither" in refused.json()["message"]
+        assert client.get(f"/v1/fractal/{uuid}").json()["status"] == "queued"
+    assert deliver(client, uuid, png, c_real=0.3, c_imag=-0.2).json()["result"] == "stored"
+
+
 def test_identical_images_are_allowed_checksums_not_unique(client):
     png = png_bytes()
     first, second = create(client)["uuid"], create(client)["uuid"]

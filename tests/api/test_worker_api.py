@@ -92,6 +92,19 @@ def test_multipart_results_store_each_once(client):
         assert client.get(f"/fractal/{u}").content == p
 
 
+def test_multipart_result_with_half_a_constant_is_422_and_stores_nothing(client):
+    uuid = client.post("/v1/fractal", json=task()).json()["uuid"]
+    png = png_bytes()
+    meta = [{"uuid": uuid, "checksum": sha(png), "duration": 0.1, "generated_by": "w",
+             "c_real": 0.3}]
+    files = [("meta", (None, json.dumps(meta), "application/json")),
+             (uuid, (f"{uuid}.png", png, "image/png"))]
+    refused = client.post("/v1/worker/results", files=files)
+    assert refused.status_code == 422, refused.text
+    assert "give both c_real and c_imag, or neither" in refused.json()["message"]
+    assert client.get(f"/v1/fractal/{uuid}").json()["status"] == "queued"
+
+
 def test_heartbeat_extends_only_own_lease(client, services):
     uuid = client.post("/v1/fractal", json=task()).json()["uuid"]
     client.post("/v1/worker/claim", json={"worker": "w1", "uuids": [uuid]})

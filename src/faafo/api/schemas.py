@@ -173,6 +173,13 @@ class ResultMeta(BaseModel):
     c_real: float | None = Field(None, allow_inf_nan=False)
     c_imag: float | None = Field(None, allow_inf_nan=False)
 
+    @model_validator(mode="after")
+    def _whole_constant(self) -> ResultMeta:
+        # Half a constant could not re-render the image, and every reader expects both.
+        if (self.c_real is None) != (self.c_imag is None):
+            raise ValueError("give both c_real and c_imag, or neither")
+        return self
+
 
 def finite(value: float) -> bool:
     return math.isfinite(value)

@@ -216,14 +216,17 @@ async def put_result(
         png = await read_limited(request, services.settings.max_upload_bytes)
         if checksum is None or duration is None or generated_by is None:
             raise ApiError(422, "checksum, duration and generated_by query parameters are required")
-        meta = ResultMeta(
-            uuid=uuid,
-            checksum=checksum,
-            duration=duration,
-            generated_by=generated_by,
-            c_real=c_real,
-            c_imag=c_imag,
-        )
+        try:
+            meta = ResultMeta(
+                uuid=uuid,
+                checksum=checksum,
+                duration=duration,
+                generated_by=generated_by,
+                c_real=c_real,
+                c_imag=c_imag,
+            )
+        except ValidationError as error:  # half a constant
+            raise ApiError(422, describe_validation(clean_errors(error.errors()))) from None
     else:
         raise ApiError(415, "expected Content-Type: image/png (or application/json)")
     from faafo.api.results import accept_results
