@@ -142,3 +142,11 @@ def test_up_without_data_dir_uses_the_xdg_data_dir(monkeypatch, tmp_path, capsys
     assert (tmp_path / "xdg" / "faafo").is_dir(), "the data directory was not created"
     assert checked == [("127.0.0.1", 8080)]
     assert "cannot listen on 127.0.0.1:8080" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+def test_workers_default_follows_the_cpu_affinity_not_the_machine(monkeypatch):
+    """Pinned to 2 cores of a 64-core machine (a container), faafo up starts 2 workers."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert client_cli.build_parser().parse_args(["up"]).workers == 2

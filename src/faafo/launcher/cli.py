@@ -45,6 +45,13 @@ def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
     return parse
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: in a container pinned to 2 of 64, that is 2."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser(
         "up",
@@ -56,7 +63,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
+        default=usable_cores(),
         help="worker processes (default: one per core)",
     )
     up.add_argument("--concurrency", type=int, default=1, help="tasks each worker renders at once")
