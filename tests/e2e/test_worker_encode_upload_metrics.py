@@ -3,7 +3,7 @@
 src/faafo/worker/metrics.py declares ``faafo_encode_seconds`` (labelled by
 kind) and ``faafo_upload_failures``; runner.py observes the first once per
 rendered task (``_observe``) and increments the second once per delivery
-that no API confirmed before ``upload_retry_seconds`` (``_deliver_all``). A
+that no API confirmed before ``upload_retry_seconds`` (``_handing_over``). A
 failover from one endpoint to the next inside that time is no failure: only
 an API that stays away (or refuses the result) is counted, so the scenario
 here stops the only API while the worker renders, and starts it again.
@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.cluster import wait_all_finished
-from support.faults import LARGE, NOT_BANDED, FaultCluster
+from support.faults import LARGE, NOT_BANDED, FaultCluster, embedded_urls
 from support.processes import free_port, wait_until
 
 # Renders in milliseconds.
@@ -50,8 +50,7 @@ TINY_MANDELBROT = {
 def cluster(tmp_path):
     data = tmp_path / "data"
     cluster = FaultCluster(
-        f"sqlite:///{data / 'faafo.sqlite3'}",
-        f"embedded://{data / 'queue.sqlite3'}",
+        *embedded_urls(data),
         tmp_path,
         data,
         extra_api_args=["--band-cost", NOT_BANDED],  # whole tasks: one observation each
@@ -152,3 +151,35 @@ def test_upload_failure_is_counted_and_the_task_still_ends_done(cluster):
     assert rendered >= 2, cluster.logs()
     assert by_kind(samples, "faafo_encode_seconds_count") == {"mandelbrot": rendered}
     assert samples[("faafo_upload_seconds_count", ())] >= 1
+
+
+def test_a_band_whose_upload_fails_is_counted_too(tmp_path):
+    """Huge tasks travel as bands: a band the API never confirmed counts as an upload
+    failure like a whole task's, and the fractal still ends done once the API is back."""
+    data = tmp_path / "data"
+    # LARGE is about 4e10 pixel-iterations: two bands of a few seconds each.
+    cluster = FaultCluster(*embedded_urls(data), tmp_path, data,
+                           extra_api_args=["--band-cost", str(2 * 10**10)])
+    try:
+        url = cluster.start_api()
+        api_port = cluster.ports[0]
+        port = free_port()
+        worker = cluster.start_worker("w1", "--metrics-port", str(port), "--render-threads", "1",
+                                      "--upload-retry-seconds", "1")
+        with cluster.client() as client:
+            uuid = client.create([LARGE])[0]["uuid"]
+            wait_until(lambda: client.get(uuid)["status"] == "running", 60, message="claimed")
+        cluster.apis[0].stop()
+        assert "delivered band" not in worker.tail(200), (
+            "a band was delivered before the API stopped; the scenario needs longer bands\n"
+            + cluster.logs()
+        )
+        wait_until(lambda: scrape(port)[("faafo_upload_failures_total", ())] >= 1, 120,
+                   message="a band's upload failure counted")
+        assert "not delivered" in worker.tail(500), worker.tail(500)
+        assert cluster.restart_api(api_port) == url
+        with cluster.client() as client:
+            wait_until(lambda: client.get(uuid)["status"] == "done", 240,
+                       message="done after the API is back")
+    finally:
+        cluster.stop()

@@ -367,7 +367,7 @@ class Worker:
         outcome: dict[str, str] = {}
         try:
             if failures:
-                self.api.report_failures(failures)
+                self._handing_over(lambda: self.api.report_failures(failures))
             if deliveries:
                 outcome = self._deliver(deliveries)
         except (ApiUnavailable, ApiRejected) as error:
@@ -375,7 +375,6 @@ class Worker:
                 with logs.task_context(uuid):
                     log.error("could not deliver the result: %s", error)
             log.error("could not deliver %d result(s): %s", len(uuids), error)
-            self.metrics.upload_failures.inc()
             if isinstance(error, ApiRejected) and error.status not in MISCONFIGURED:
                 # The API refuses the result itself: the attempt counts, so a task
                 # whose results are always refused ends failed after max_attempts.
@@ -394,9 +393,18 @@ class Worker:
 
     def _deliver(self, deliveries: list[Delivery]) -> dict[str, str]:
         started = time.perf_counter()
-        outcome = self.api.deliver(deliveries)
+        outcome = self._handing_over(lambda: self.api.deliver(deliveries))
         self.metrics.upload_seconds.observe(time.perf_counter() - started)
         return outcome
+
+    def _handing_over(self, send: Callable[[], T]) -> T:
+        """Hand results (or failure reports) to the API: a call that ends unconfirmed is
+        counted here, whichever kind of task (whole, band, assembly) it carried."""
+        try:
+            return send()
+        except (ApiUnavailable, ApiRejected):
+            self.metrics.upload_failures.inc()
+            raise
 
     def _observe(self, delivery: Delivery) -> None:
         self.metrics.render_seconds.labels(delivery.kind).observe(delivery.render_seconds)
@@ -423,7 +431,9 @@ class Worker:
                     self.api.report_failures({task.uuid: f"band {band} failed: {error}"})
                     return Verdict(Outcome.ACK, str(error))
                 self._observe(delivery)
-                result = self.api.deliver_band(task.uuid, band, delivery)
+                result = self._handing_over(
+                    lambda: self.api.deliver_band(task.uuid, band, delivery)
+                )
                 log.info("delivered band %d: %s", band, result["result"])
             except (ApiUnavailable, ApiRejected) as error:
                 log.error("band %d not delivered: %s", band, error)
