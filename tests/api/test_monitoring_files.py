@@ -105,4 +105,7 @@ def test_prometheus_scrapes_workers_where_install_serves_and_opens_metrics():
     ).stdout
     opened = set(re.findall(r"-s 192\.0\.2\.9 --dport (\d+) -j ACCEPT", rules))
     assert ports == opened == {"9100"}, (ports, opened)
-    assert re.search(r"opt worker metrics_port (\d+)", install.read_text()).group(1) == "9100"
+    script = install.read_text()
+    # The config install.sh writes for a worker takes its port from the one default.
+    assert re.search(r"^WORKER_METRICS_PORT_DEFAULT=(\d+)$", script, re.M).group(1) == "9100"
+    assert 'opt worker metrics_port "$WORKER_METRICS_PORT_DEFAULT"' in script
